@@ -1,0 +1,1 @@
+"""The runtime: rollouts, evaluation, metrics, recording and the `uio2` command line."""

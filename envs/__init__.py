@@ -1,0 +1,1 @@
+"""Gymnasium environments (tabletop manipulation, PointNav) and adapters. Knows nothing of the model."""

@@ -1,0 +1,1 @@
+"""The Policy protocol, the UIO2 policy, and baselines."""

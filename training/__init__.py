@@ -1,0 +1,1 @@
+"""Trajectories -> UIO2 examples -> sharded training -> checkpoints."""
