@@ -1,0 +1,90 @@
+"""Constrained decoding: which tokens may come next, as a jit-friendly state machine.
+
+A constraint is a pytree with three methods used inside the compiled decode loop:
+`init(batch) -> state`, `allowed(state) -> bool [B, V]`, `update(state, token) -> state`.
+`TokenDFA` covers action grammars (a finite automaton over token ids); `PrefixConstraint`
+wraps any traceable function of the decoded prefix, the general hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Constraint(Protocol):
+    def init(self, batch_size: int): ...
+    def allowed(self, state) -> jax.Array: ...
+    def update(self, state, token: jax.Array): ...
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class TokenDFA:
+    """Deterministic automaton over token ids: `transitions[s, v]` is the next state or -1.
+
+    States whose row allows nothing would dead-end the decoder, so `__post_init__`-free
+    construction helpers guarantee every reachable state has an exit (EOS at the end).
+    """
+
+    transitions: jax.Array  # [S, V] int32
+    start: int = field(default=0, metadata=dict(static=True))
+
+    def init(self, batch_size: int) -> jax.Array:
+        return jnp.full((batch_size,), self.start, jnp.int32)
+
+    def allowed(self, state: jax.Array) -> jax.Array:
+        return self.transitions[jnp.maximum(state, 0)] >= 0
+
+    def update(self, state: jax.Array, token: jax.Array) -> jax.Array:
+        nxt = self.transitions[jnp.maximum(state, 0), token]
+        return jnp.where(state < 0, state, nxt)
+
+    @classmethod
+    def from_slots(cls, slots: Sequence[Iterable[int] | int], vocab_size: int, eos_id: int = 1) -> TokenDFA:
+        """A fixed-length template: slot i allows the given id(s); after the last slot only EOS,
+        then EOS forever (so finished rows stay well-defined)."""
+        n = len(slots)
+        table = np.full((n + 1, vocab_size), -1, np.int32)
+        for i, slot in enumerate(slots):
+            ids = [slot] if isinstance(slot, int | np.integer) else list(slot)
+            if not ids:
+                raise ValueError(f"constraint slot {i} allows no token")
+            ids_arr = np.asarray(ids)
+            if ids_arr.min() < 0 or ids_arr.max() >= vocab_size:
+                raise ValueError(f"constraint slot {i} has ids outside [0, {vocab_size})")
+            table[i, ids_arr] = i + 1
+        table[n, eos_id] = n
+        return cls(jnp.asarray(table))
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class PrefixConstraint:
+    """The general hook: `fn(prefix [B, T], step) -> bool [B, V]`, traceable by jax.
+
+    `prefix` holds the tokens decoded so far (position >= step are 0)."""
+
+    max_length: int = field(metadata=dict(static=True))
+    fn: Callable[[jax.Array, jax.Array], jax.Array] = field(metadata=dict(static=True))
+
+    def init(self, batch_size: int) -> dict[str, jax.Array]:
+        return {"prefix": jnp.zeros((batch_size, self.max_length), jnp.int32), "step": jnp.zeros((), jnp.int32)}
+
+    def allowed(self, state) -> jax.Array:
+        return self.fn(state["prefix"], state["step"])
+
+    def update(self, state, token: jax.Array):
+        prefix = jax.lax.dynamic_update_slice_in_dim(state["prefix"], token[:, None].astype(jnp.int32),
+                                                     state["step"], axis=1)
+        return {"prefix": prefix, "step": state["step"] + 1}
+
+
+def gather_state(state, index: jax.Array):
+    """Reorder a constraint state's batch rows (beam search)."""
+    return jax.tree_util.tree_map(lambda x: x[index] if x.ndim >= 1 else x, state)

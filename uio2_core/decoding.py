@@ -1,0 +1,242 @@
+"""Generation: encode once, then a compiled incremental decoder with a KV cache.
+
+Greedy, temperature / top-k / top-p sampling and beam search; a constraint (see
+`uio2_core.constraints`) restricts every step; classifier-free guidance for image and audio
+targets; scoring of answer options by mean token log-likelihood.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from uio2_core.constraints import gather_state
+from uio2_core.model import Encoded, UIO2Model
+
+EOS_ID = 1
+PAD_ID = 0
+NEG = -1e9
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    max_new_tokens: int = 32
+    method: Literal["greedy", "sample", "beam"] = "greedy"
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    num_beams: int = 4
+    length_penalty: float = 0.0  # beam search brevity alpha; 0 = raw log-likelihood (released setting)
+    guidance_scale: float | None = None  # classifier-free guidance (image/audio); needs a negative batch
+    stop_at_eos: bool = True  # text stops at EOS; image/audio always generate the full length
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.method not in ("greedy", "sample", "beam"):
+            raise ValueError(f"unknown decoding method {self.method!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+class Generated(NamedTuple):
+    tokens: jax.Array  # [B, max_new_tokens], 0 after EOS
+    log_prob: jax.Array  # [B] sum of log-probabilities of the generated tokens (incl. EOS)
+    length: jax.Array  # [B] number of generated tokens up to and including EOS
+
+
+def _filter_logits(logits: jax.Array, cfg: DecodeConfig) -> jax.Array:
+    logits = logits / cfg.temperature
+    if cfg.top_k:
+        kth = jax.lax.top_k(logits, cfg.top_k)[0][:, -1:]
+        logits = jnp.where(logits < kth, NEG, logits)
+    if cfg.top_p < 1.0:
+        sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
+        cum = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
+        # keep the smallest set whose mass reaches top_p (always at least one token)
+        cutoff_idx = jnp.sum(cum < cfg.top_p, axis=-1, keepdims=True)
+        cutoff = jnp.take_along_axis(sorted_logits, cutoff_idx, axis=-1)
+        logits = jnp.where(logits < cutoff, NEG, logits)
+    return logits
+
+
+def _step_log_probs(model, enc, modality, token, index, cache, guidance, batch):
+    logits, cache = model.decode_step(enc, modality, token, index, cache)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    if guidance is not None:
+        cond, uncond = logp[:batch], logp[batch:]
+        logp = (1 + guidance) * cond - guidance * uncond
+    return logp, cache
+
+
+def _mask(logp, allowed):
+    return logp if allowed is None else jnp.where(allowed, logp, NEG)
+
+
+def _code_mask(model: UIO2Model, modality: str) -> jax.Array | None:
+    """Image/audio targets may only be codebook tokens (code + 2): never BOS, [MASK] or the padding
+    rows the vocabulary was rounded up with. (The official port clips such ids after the fact.)"""
+    if modality == "text":
+        return None
+    n_embed = (model.cfg.image_vqgan if modality == "image" else model.cfg.audio_vqgan).n_embed
+    ids = jnp.arange(model.token_embedder(modality).num_embeddings)
+    return (ids >= 2) & (ids < n_embed + 2)
+
+
+def _sample_loop(model, enc, modality, cfg, rng, constraint, batch):
+    guidance = cfg.guidance_scale
+    cache = model.init_cache(enc, modality, cfg.max_new_tokens)
+    n = cfg.max_new_tokens
+    cstate = constraint.init(batch) if constraint is not None else None
+    codes = _code_mask(model, modality)
+
+    def body(i, carry):
+        tokens, last, done, total, length, cache, cstate, rng = carry
+        feed = jnp.concatenate([last, last]) if guidance is not None else last
+        logp, cache = _step_log_probs(model, enc, modality, feed, i, cache, guidance, batch)
+        logp = _mask(_mask(logp, codes), constraint.allowed(cstate) if constraint is not None else None)
+        if cfg.method == "greedy":
+            tok = jnp.argmax(logp, axis=-1)
+        else:
+            rng, sub = jax.random.split(rng)
+            tok = jax.random.categorical(sub, _filter_logits(logp, cfg), axis=-1)
+        tok = jnp.where(done, PAD_ID, tok).astype(jnp.int32)
+        total = total + jnp.where(done, 0.0, jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0])
+        length = length + (~done).astype(jnp.int32)
+        if constraint is not None:
+            cstate = constraint.update(cstate, tok)
+        if cfg.stop_at_eos:
+            done = done | (tok == EOS_ID)
+        tokens = tokens.at[:, i].set(tok)
+        return tokens, tok, done, total, length, cache, cstate, rng
+
+    init = (
+        jnp.zeros((batch, n), jnp.int32), jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,), bool),
+        jnp.zeros((batch,), jnp.float32), jnp.zeros((batch,), jnp.int32), cache, cstate, rng,
+    )
+    tokens, _, _, total, length, *_ = jax.lax.fori_loop(0, n, body, init)
+    return Generated(tokens, total, length)
+
+
+def _repeat_tree(tree, k: int):
+    return jax.tree_util.tree_map(lambda x: jnp.repeat(x, k, axis=0) if x is not None else None, tree)
+
+
+def _beam_loop(model, enc, modality, cfg, constraint, batch):
+    k, n = cfg.num_beams, cfg.max_new_tokens
+    enc = Encoded(*(_repeat_tree(x, k) for x in enc))
+    cache = model.init_cache(enc, modality, n)
+    cstate = constraint.init(batch * k) if constraint is not None else None
+    vocab = model.token_embedder(modality).num_embeddings
+    scores = jnp.tile(jnp.array([0.0] + [NEG] * (k - 1), jnp.float32), (batch, 1))
+    codes = _code_mask(model, modality)
+
+    def body(i, carry):
+        seqs, last, finished, scores, lengths, cache, cstate = carry
+        logp, cache = _step_log_probs(model, enc, modality, last, i, cache, None, batch * k)
+        logp = _mask(_mask(logp, codes), constraint.allowed(cstate) if constraint is not None else None)
+        fin = finished.reshape(-1)
+        pad_only = jnp.full((vocab,), NEG).at[PAD_ID].set(0.0)
+        logp = jnp.where(fin[:, None], pad_only[None], logp).reshape(batch, k, vocab)
+        cand = (scores[:, :, None] + logp).reshape(batch, k * vocab)
+        scores, flat = jax.lax.top_k(cand, k)
+        beam, tok = flat // vocab, (flat % vocab).astype(jnp.int32)
+        rows = (jnp.arange(batch)[:, None] * k + beam).reshape(-1)
+        seqs = jnp.take_along_axis(seqs, beam[:, :, None], axis=1).at[:, :, i].set(tok)
+        was_done = jnp.take_along_axis(finished, beam, axis=1)
+        lengths = jnp.take_along_axis(lengths, beam, axis=1) + (~was_done).astype(jnp.int32)
+        finished = was_done | ((tok == EOS_ID) & cfg.stop_at_eos)
+        cache = jax.tree_util.tree_map(lambda x: x[rows], cache)
+        if constraint is not None:
+            cstate = constraint.update(gather_state(cstate, rows), tok.reshape(-1))
+        return seqs, tok.reshape(-1), finished, scores, lengths, cache, cstate
+
+    init = (
+        jnp.zeros((batch, k, n), jnp.int32), jnp.zeros((batch * k,), jnp.int32), jnp.zeros((batch, k), bool),
+        scores, jnp.zeros((batch, k), jnp.int32), cache, cstate,
+    )
+    seqs, _, _, scores, lengths, *_ = jax.lax.fori_loop(0, n, body, init)
+    norm = ((5.0 + lengths) / 6.0) ** cfg.length_penalty
+    best = jnp.argmax(scores / norm, axis=1)
+    pick = lambda x: jnp.take_along_axis(x, best[:, None], axis=1)[:, 0]  # noqa: E731
+    return Generated(jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0], pick(scores), pick(lengths))
+
+
+def _pad_text_to(batch: Mapping[str, jax.Array], length: int) -> dict[str, jax.Array]:
+    out = dict(batch)
+    if "text" in out and out["text"].shape[1] < length:
+        out["text"] = jnp.pad(out["text"], ((0, 0), (0, length - out["text"].shape[1])))
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "modality", "cfg"))
+def _generate(graphdef, state, batch, negative_batch, modality, cfg, rng, constraint):
+    model = nnx.merge(graphdef, state)
+    b = next(iter(batch.values())).shape[0]
+    if cfg.guidance_scale is not None:
+        if set(batch) != set(negative_batch):
+            raise ValueError("the negative batch must have the same inputs as the batch (for guidance)")
+        lt = max(batch.get("text", jnp.zeros((b, 0))).shape[1], negative_batch.get("text", jnp.zeros((b, 0))).shape[1])
+        pos, neg = _pad_text_to(batch, lt), _pad_text_to(negative_batch, lt)
+        batch = {key: jnp.concatenate([pos[key], neg[key]]) for key in pos}
+    enc = model.encode(batch)
+    if cfg.method == "beam":
+        return _beam_loop(model, enc, modality, cfg, constraint, b)
+    return _sample_loop(model, enc, modality, cfg, rng, constraint, b)
+
+
+def generate(
+    model: UIO2Model,
+    batch: Mapping[str, jax.Array],
+    modality: str = "text",
+    cfg: DecodeConfig = DecodeConfig(),
+    *,
+    rng: jax.Array | None = None,
+    constraint=None,
+    negative_batch: Mapping[str, jax.Array] | None = None,
+) -> Generated:
+    """Generate `cfg.max_new_tokens` tokens of `modality` for every row of `batch` (compiled)."""
+    model.token_embedder(modality)  # validates the modality name
+    if cfg.guidance_scale is not None and negative_batch is None:
+        raise ValueError("guidance_scale needs a negative_batch (e.g. the prompt 'An image of a random picture.')")
+    if cfg.method == "beam" and cfg.guidance_scale is not None:
+        raise ValueError("beam search with classifier-free guidance is not supported")
+    if cfg.method == "sample" and rng is None:
+        raise ValueError("sampling needs an rng key")
+    graphdef, state = nnx.split(model)
+    rng = rng if rng is not None else jax.random.key(0)
+    neg = dict(negative_batch) if negative_batch is not None else None
+    return _generate(graphdef, state, dict(batch), neg, modality, cfg, rng, constraint)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "modality"))
+def _score(graphdef, state, batch, options, modality):
+    model = nnx.merge(graphdef, state)
+    b, o, length = options.shape
+    enc = model.encode(batch)
+    enc = Encoded(*(_repeat_tree(x, o) for x in enc))
+    flat = options.reshape(b * o, length)
+    logits = model.decode(enc, {modality: flat})[modality]
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), flat[..., None], axis=-1)[..., 0]
+    mask = (flat != PAD_ID).astype(jnp.float32)
+    return (jnp.sum(logp * mask, axis=-1) / jnp.maximum(mask.sum(-1), 1.0)).reshape(b, o)
+
+
+def score_options(
+    model: UIO2Model, batch: Mapping[str, jax.Array], options: jax.Array, modality: str = "text"
+) -> jax.Array:
+    """Mean token log-likelihood of each answer option [B, O, L] (0-padded, EOS included) -> [B, O].
+
+    The answer is the argmax (the official code takes the argmin of the mean NLL)."""
+    if options.ndim != 3:
+        raise ValueError(f"options must be [batch, num_options, length], got shape {options.shape}")
+    graphdef, state = nnx.split(model)
+    return _score(graphdef, state, dict(batch), jnp.asarray(options, jnp.int32), modality)

@@ -1,0 +1,161 @@
+"""Backbone building blocks: RMSNorm, bias-free linears, gated MLP, attention with QK-norm and RoPE.
+
+Names of attributes follow the official parameter schema (`query`, `key`, `value`, `out`,
+`query_norm`, `key_norm`, `wi_0`, `wi_1`, `wo`, `scale`), so checkpoint import is a renaming.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from uio2_core.rope import apply_rope
+
+NEG_INF = -1e10  # the additive mask value of the official code
+ATTN_KERNEL_INIT = nnx.initializers.variance_scaling(1.0, "fan_in", "normal")
+MLP_KERNEL_INIT = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
+
+class RMSNorm(nnx.Module):
+    """T5 RMSNorm: no mean subtraction, no bias, statistics in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, *, param_dtype=jnp.float32, rngs: nnx.Rngs | None = None):
+        self.eps = eps
+        self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xf = x.astype(jnp.float32)
+        y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+        return (y * self.scale[...].astype(jnp.float32)).astype(x.dtype)
+
+
+def dense(
+    in_features: int, out_features: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32,
+    kernel_init=ATTN_KERNEL_INIT,
+) -> nnx.Linear:
+    """A bias-free linear layer (kernel [in, out])."""
+    return nnx.Linear(
+        in_features, out_features, use_bias=False, dtype=dtype, param_dtype=param_dtype,
+        kernel_init=kernel_init, rngs=rngs,
+    )
+
+
+class GatedMLP(nnx.Module):
+    """silu(x W_i0) * (x W_i1) -> W_o (the T5 v1.1 gated-SiLU MLP)."""
+
+    def __init__(self, d_model: int, mlp_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, kernel_init=MLP_KERNEL_INIT)
+        self.wi_0 = dense(d_model, mlp_dim, **kw)
+        self.wi_1 = dense(d_model, mlp_dim, **kw)
+        self.wo = dense(mlp_dim, d_model, **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.wo(jax.nn.silu(self.wi_0(x)) * self.wi_1(x))
+
+
+class GeluMLP(nnx.Module):
+    """wi -> GELU -> wo, no biases (perceiver resampler). Tanh GELU as in the original JAX code."""
+
+    def __init__(self, d_model: int, mlp_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, kernel_init=MLP_KERNEL_INIT)
+        self.wi = dense(d_model, mlp_dim, **kw)
+        self.wo = dense(mlp_dim, d_model, **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.wo(jax.nn.gelu(self.wi(x), approximate=True))
+
+
+def mask_to_bias(mask: jax.Array | None) -> jax.Array | None:
+    """Boolean [B, 1|H, Lq, Lk] mask -> additive float32 bias (0 or -1e10)."""
+    if mask is None:
+        return None
+    return jnp.where(mask, 0.0, NEG_INF).astype(jnp.float32)
+
+
+class MultiHeadAttention(nnx.Module):
+    """Attention with optional QK-RMSNorm (before RoPE) or scaled-cosine logits.
+
+    Split into `project_kv` and `attend` so decoders can compute cross-attention keys and
+    values once per encoding and keep self-attention keys/values in a cache.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        head_dim: int,
+        *,
+        qk_norm: bool = True,
+        scaled_cosine: bool = False,
+        kv_dim: int | None = None,
+        norm_eps: float = 1e-6,
+        rngs: nnx.Rngs,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+    ):
+        if qk_norm and scaled_cosine:
+            raise ValueError("qk_norm and scaled_cosine are exclusive")
+        kv_dim = kv_dim or d_model
+        inner = num_heads * head_dim
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.num_heads, self.head_dim = num_heads, head_dim
+        self.scaled_cosine = scaled_cosine
+        self.query = dense(d_model, inner, **kw)
+        self.key = dense(kv_dim, inner, **kw)
+        self.value = dense(kv_dim, inner, **kw)
+        self.out = dense(inner, d_model, **kw)
+        if qk_norm:
+            self.query_norm = RMSNorm(head_dim, norm_eps, param_dtype=param_dtype)
+            self.key_norm = RMSNorm(head_dim, norm_eps, param_dtype=param_dtype)
+        else:
+            self.query_norm = self.key_norm = None
+        if scaled_cosine:
+            self.logit_scale = nnx.Param(jnp.full((num_heads,), math.log(10.0), param_dtype))
+
+    def _split(self, x: jax.Array) -> jax.Array:
+        return x.reshape(*x.shape[:-1], self.num_heads, self.head_dim)
+
+    def project_q(self, x: jax.Array, rope: jax.Array | None) -> jax.Array:
+        q = self._split(self.query(x))
+        if self.query_norm is not None:
+            q = self.query_norm(q)
+        return apply_rope(q, rope) if rope is not None else q
+
+    def project_kv(self, x: jax.Array, rope: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        k = self._split(self.key(x))
+        if self.key_norm is not None:
+            k = self.key_norm(k)
+        if rope is not None:
+            k = apply_rope(k, rope)
+        return k, self._split(self.value(x))
+
+    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None) -> jax.Array:
+        """q [B, Lq, H, D], k/v [B, Lk, H, D], bias additive [B, 1|H, Lq, Lk]; fp32 logits and softmax."""
+        qf, kf = q.astype(jnp.float32), k.astype(jnp.float32)
+        if self.scaled_cosine:
+            qf = qf / jnp.maximum(jnp.linalg.norm(qf, axis=-1, keepdims=True), 1e-12)
+            kf = kf / jnp.maximum(jnp.linalg.norm(kf, axis=-1, keepdims=True), 1e-12)
+            scale = jnp.exp(jnp.minimum(self.logit_scale[...].astype(jnp.float32), math.log(100.0)))
+            logits = jnp.einsum("bqhd,bkhd->bhqk", qf, kf) * scale[None, :, None, None]
+        else:
+            logits = jnp.einsum("bqhd,bkhd->bhqk", qf / math.sqrt(self.head_dim), kf)
+        if bias is not None:
+            logits = logits + bias
+        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        return self.out(out.reshape(*out.shape[:2], -1))
+
+    def __call__(
+        self,
+        x_q: jax.Array,
+        x_kv: jax.Array,
+        *,
+        q_rope: jax.Array | None = None,
+        k_rope: jax.Array | None = None,
+        mask: jax.Array | None = None,
+    ) -> jax.Array:
+        k, v = self.project_kv(x_kv, k_rope)
+        return self.attend(self.project_q(x_q, q_rope), k, v, mask_to_bias(mask))

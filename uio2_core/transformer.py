@@ -1,0 +1,144 @@
+"""The encoder and decoder stacks, with a KV cache for incremental decoding.
+
+Decoder cache: self-attention keys/values grow one position per step; cross-attention
+keys/values are computed once from the encoder output (the official PyTorch port recomputes
+them at every step, which is most of its decode time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from uio2_core.config import TransformerConfig
+from uio2_core.layers import GatedMLP, MultiHeadAttention, RMSNorm, mask_to_bias
+
+Cache = list[dict[str, jax.Array]]
+
+
+def _attention(t: TransformerConfig, rngs: nnx.Rngs, dtype, param_dtype) -> MultiHeadAttention:
+    return MultiHeadAttention(
+        t.d_model, t.num_heads, t.head_dim, qk_norm=t.qk_norm, norm_eps=t.norm_eps, rngs=rngs, dtype=dtype,
+        param_dtype=param_dtype,
+    )
+
+
+class EncoderLayer(nnx.Module):
+    def __init__(self, t: TransformerConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+        self.pre_attention_norm = RMSNorm(t.d_model, t.norm_eps, param_dtype=param_dtype)
+        self.attention = _attention(t, rngs, dtype, param_dtype)
+        self.pre_mlp_norm = RMSNorm(t.d_model, t.norm_eps, param_dtype=param_dtype)
+        self.mlp = GatedMLP(t.d_model, t.mlp_dim, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+
+    def __call__(self, x: jax.Array, rope: jax.Array, bias: jax.Array | None) -> jax.Array:
+        h = self.pre_attention_norm(x)
+        k, v = self.attention.project_kv(h, rope)
+        x = x + self.attention.attend(self.attention.project_q(h, rope), k, v, bias)
+        return x + self.mlp(self.pre_mlp_norm(x))
+
+
+class Encoder(nnx.Module):
+    def __init__(self, t: TransformerConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+        self.num_layers = t.num_encoder_layers
+        for i in range(t.num_encoder_layers):
+            setattr(self, f"layers_{i}", EncoderLayer(t, rngs=rngs, dtype=dtype, param_dtype=param_dtype))
+        self.encoder_norm = RMSNorm(t.d_model, t.norm_eps, param_dtype=param_dtype)
+
+    def __call__(self, x: jax.Array, rope: jax.Array, mask: jax.Array) -> jax.Array:
+        """x [B, L, d], rope [B, L, Dh], mask [B, 1, L, L] bool -> [B, L, d]."""
+        bias = mask_to_bias(mask)
+        for i in range(self.num_layers):
+            x = getattr(self, f"layers_{i}")(x, rope, bias)
+        return self.encoder_norm(x)
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, t: TransformerConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+        self.pre_self_attention_norm = RMSNorm(t.d_model, t.norm_eps, param_dtype=param_dtype)
+        self.self_attention = _attention(t, rngs, dtype, param_dtype)
+        self.pre_cross_attention_norm = RMSNorm(t.d_model, t.norm_eps, param_dtype=param_dtype)
+        self.encoder_decoder_attention = _attention(t, rngs, dtype, param_dtype)
+        self.pre_mlp_norm = RMSNorm(t.d_model, t.norm_eps, param_dtype=param_dtype)
+        self.mlp = GatedMLP(t.d_model, t.mlp_dim, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+
+    def _cross_and_mlp(
+        self, x: jax.Array, rope: jax.Array, cross_k: jax.Array, cross_v: jax.Array, cross_bias: jax.Array | None
+    ) -> jax.Array:
+        h = self.pre_cross_attention_norm(x)
+        q = self.encoder_decoder_attention.project_q(h, rope)
+        x = x + self.encoder_decoder_attention.attend(q, cross_k, cross_v, cross_bias)
+        return x + self.mlp(self.pre_mlp_norm(x))
+
+    def cross_kv(self, encoded: jax.Array, enc_rope: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Keys use the *encoder* positions; queries later use the decoder positions."""
+        return self.encoder_decoder_attention.project_kv(encoded, enc_rope)
+
+    def __call__(
+        self, x: jax.Array, rope: jax.Array, self_bias: jax.Array | None, encoded: jax.Array,
+        enc_rope: jax.Array, cross_bias: jax.Array | None,
+    ) -> jax.Array:
+        h = self.pre_self_attention_norm(x)
+        k, v = self.self_attention.project_kv(h, rope)
+        x = x + self.self_attention.attend(self.self_attention.project_q(h, rope), k, v, self_bias)
+        ck, cv = self.cross_kv(encoded, enc_rope)
+        return self._cross_and_mlp(x, rope, ck, cv, cross_bias)
+
+    def step(
+        self, x: jax.Array, rope: jax.Array, index: jax.Array, cache: dict[str, jax.Array],
+        cross_bias: jax.Array | None,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """One new position per row: x [B, 1, d]; writes k/v at `index` and attends to <= index."""
+        h = self.pre_self_attention_norm(x)
+        k_new, v_new = self.self_attention.project_kv(h, rope)
+        k = jax.lax.dynamic_update_slice_in_dim(cache["k"], k_new.astype(cache["k"].dtype), index, axis=1)
+        v = jax.lax.dynamic_update_slice_in_dim(cache["v"], v_new.astype(cache["v"].dtype), index, axis=1)
+        visible = (jnp.arange(k.shape[1]) <= index)[None, None, None, :]
+        x = x + self.self_attention.attend(self.self_attention.project_q(h, rope), k, v, mask_to_bias(visible))
+        x = self._cross_and_mlp(x, rope, cache["cross_k"], cache["cross_v"], cross_bias)
+        return x, {**cache, "k": k, "v": v}
+
+
+class Decoder(nnx.Module):
+    def __init__(self, t: TransformerConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+        self.num_layers = t.num_decoder_layers
+        self.t = t
+        for i in range(t.num_decoder_layers):
+            setattr(self, f"layers_{i}", DecoderLayer(t, rngs=rngs, dtype=dtype, param_dtype=param_dtype))
+        self.decoder_norm = RMSNorm(t.d_model, t.norm_eps, param_dtype=param_dtype)
+
+    def layers(self) -> list[DecoderLayer]:
+        return [getattr(self, f"layers_{i}") for i in range(self.num_layers)]
+
+    def __call__(
+        self, x: jax.Array, rope: jax.Array, self_mask: jax.Array, encoded: jax.Array, enc_rope: jax.Array,
+        cross_mask: jax.Array,
+    ) -> jax.Array:
+        """Teacher-forced forward over the whole target sequence."""
+        self_bias, cross_bias = mask_to_bias(self_mask), mask_to_bias(cross_mask)
+        for layer in self.layers():
+            x = layer(x, rope, self_bias, encoded, enc_rope, cross_bias)
+        return self.decoder_norm(x)
+
+    def init_cache(self, encoded: jax.Array, enc_rope: jax.Array, max_length: int) -> Cache:
+        """Empty self-attention cache of `max_length` positions + cross keys/values, per layer."""
+        b, t = encoded.shape[0], self.t
+        shape = (b, max_length, t.num_heads, t.head_dim)
+        cache = []
+        for layer in self.layers():
+            ck, cv = layer.cross_kv(encoded, enc_rope)
+            cache.append({"k": jnp.zeros(shape, ck.dtype), "v": jnp.zeros(shape, cv.dtype), "cross_k": ck,
+                          "cross_v": cv})
+        return cache
+
+    def step(
+        self, x: jax.Array, rope: jax.Array, index: jax.Array, cache: Cache, cross_mask: jax.Array
+    ) -> tuple[jax.Array, Cache]:
+        cross_bias = mask_to_bias(cross_mask)
+        new_cache: list[Any] = []
+        for layer, layer_cache in zip(self.layers(), cache, strict=True):
+            x, c = layer.step(x, rope, index, layer_cache, cross_bias)
+            new_cache.append(c)
+        return self.decoder_norm(x), new_cache
