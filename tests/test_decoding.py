@@ -14,8 +14,14 @@ LOC = range(32000, 33000)
 def test_constrained_sampling_never_emits_a_disallowed_token(tiny_model, tiny_batch):
     slots = [100, LOC, [200, 201, 202], LOC]
     dfa = TokenDFA.from_slots(slots, 33280)
-    out = generate(tiny_model, tiny_batch, "text", DecodeConfig(max_new_tokens=6, method="sample"),
-                   rng=jax.random.key(3), constraint=dfa)
+    out = generate(
+        tiny_model,
+        tiny_batch,
+        "text",
+        DecodeConfig(max_new_tokens=6, method="sample"),
+        rng=jax.random.key(3),
+        constraint=dfa,
+    )
     toks = np.asarray(out.tokens)
     for row in toks:
         assert row[0] == 100
@@ -27,8 +33,9 @@ def test_constrained_sampling_never_emits_a_disallowed_token(tiny_model, tiny_ba
 
 def test_unconstrained_sampling_differs_from_constrained(tiny_model, tiny_batch):
     """Guards the test above: without the constraint the model does not emit that template."""
-    out = generate(tiny_model, tiny_batch, "text", DecodeConfig(max_new_tokens=6, method="sample"),
-                   rng=jax.random.key(3))
+    out = generate(
+        tiny_model, tiny_batch, "text", DecodeConfig(max_new_tokens=6, method="sample"), rng=jax.random.key(3)
+    )
     assert not np.all(np.asarray(out.tokens)[:, 0] == 100)
 
 
@@ -36,8 +43,13 @@ def test_greedy_and_beam_agree_on_a_forced_one_path_grammar(tiny_model, tiny_bat
     path = [100, 32500, 200, 32001, 300]
     dfa = TokenDFA.from_slots(path, 33280)
     greedy = generate(tiny_model, tiny_batch, "text", DecodeConfig(max_new_tokens=7), constraint=dfa)
-    beam = generate(tiny_model, tiny_batch, "text", DecodeConfig(max_new_tokens=7, method="beam", num_beams=3),
-                    constraint=dfa)
+    beam = generate(
+        tiny_model,
+        tiny_batch,
+        "text",
+        DecodeConfig(max_new_tokens=7, method="beam", num_beams=3),
+        constraint=dfa,
+    )
     expected = np.array([[*path, 1, 0]] * 2)
     np.testing.assert_array_equal(greedy.tokens, expected)
     np.testing.assert_array_equal(beam.tokens, expected)
@@ -48,8 +60,13 @@ def test_beam_search_finds_at_least_the_greedy_likelihood(tiny_model, tiny_batch
     dfa = TokenDFA.from_slots([LOC, LOC, LOC], 33280)
     cfg = DecodeConfig(max_new_tokens=4)
     greedy = generate(tiny_model, tiny_batch, "text", cfg, constraint=dfa)
-    beam = generate(tiny_model, tiny_batch, "text", DecodeConfig(max_new_tokens=4, method="beam", num_beams=4),
-                    constraint=dfa)
+    beam = generate(
+        tiny_model,
+        tiny_batch,
+        "text",
+        DecodeConfig(max_new_tokens=4, method="beam", num_beams=4),
+        constraint=dfa,
+    )
     assert np.all(np.asarray(beam.log_prob) >= np.asarray(greedy.log_prob) - 1e-4)
 
 
@@ -69,12 +86,20 @@ def test_prefix_constraint_hook_sees_the_prefix(tiny_model, tiny_batch):
     def allowed(prefix, step):
         ids = jnp.arange(33280)
         want = jnp.where(step < 3, 50 + step, 1)
-        ok_prefix = jnp.all(jnp.where(jnp.arange(prefix.shape[1]) < step, prefix == 50 + jnp.arange(prefix.shape[1]),
-                                      True), axis=1)
+        ok_prefix = jnp.all(
+            jnp.where(jnp.arange(prefix.shape[1]) < step, prefix == 50 + jnp.arange(prefix.shape[1]), True),
+            axis=1,
+        )
         return (ids[None] == want) & ok_prefix[:, None] | ((ids[None] == 1) & ~ok_prefix[:, None])
 
-    out = generate(tiny_model, tiny_batch, "text", DecodeConfig(max_new_tokens=5, method="sample"),
-                   rng=jax.random.key(0), constraint=PrefixConstraint(5, allowed))
+    out = generate(
+        tiny_model,
+        tiny_batch,
+        "text",
+        DecodeConfig(max_new_tokens=5, method="sample"),
+        rng=jax.random.key(0),
+        constraint=PrefixConstraint(5, allowed),
+    )
     np.testing.assert_array_equal(out.tokens, [[50, 51, 52, 1, 0]] * 2)
 
 
@@ -95,12 +120,22 @@ def test_image_generation_emits_only_codebook_tokens_with_guidance(tiny_model, t
     n_embed = tiny_model.cfg.image_vqgan.n_embed
     assert toks.shape == (2, 16) and toks.min() >= 2 and toks.max() < n_embed + 2
     # guidance 0 equals plain decoding
-    g0 = generate(tiny_model, tiny_batch, "image", DecodeConfig(max_new_tokens=8, guidance_scale=0.0,
-                                                                stop_at_eos=False), negative_batch=neg)
+    g0 = generate(
+        tiny_model,
+        tiny_batch,
+        "image",
+        DecodeConfig(max_new_tokens=8, guidance_scale=0.0, stop_at_eos=False),
+        negative_batch=neg,
+    )
     plain = generate(tiny_model, tiny_batch, "image", DecodeConfig(max_new_tokens=8, stop_at_eos=False))
     np.testing.assert_array_equal(g0.tokens, plain.tokens)
-    g5 = generate(tiny_model, tiny_batch, "image", DecodeConfig(max_new_tokens=8, guidance_scale=5.0,
-                                                                stop_at_eos=False), negative_batch=neg)
+    g5 = generate(
+        tiny_model,
+        tiny_batch,
+        "image",
+        DecodeConfig(max_new_tokens=8, guidance_scale=5.0, stop_at_eos=False),
+        negative_batch=neg,
+    )
     assert not np.array_equal(g5.tokens, plain.tokens)
 
 

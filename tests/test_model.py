@@ -30,7 +30,9 @@ def test_logits_are_tied_embedding_over_sqrt_d(tiny_model, tiny_batch):
     enc = tiny_model.encode(tiny_batch)
     h = jax.random.normal(jax.random.key(0), (2, 3, tiny_model.cfg.transformer.d_model))
     e = tiny_model.text_token_embedder.embedding[...]
-    np.testing.assert_allclose(tiny_model.logits("text", h), h @ e.T / np.sqrt(e.shape[1]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        tiny_model.logits("text", h), h @ e.T / np.sqrt(e.shape[1]), rtol=1e-5, atol=1e-5
+    )
     assert enc.encoded.dtype == jnp.float32
 
 
@@ -71,11 +73,14 @@ def test_packed_segments_are_independent_and_match_unpacked(tiny_model, batch_fa
     def packed_logits(ex2_inputs, t2_tokens):
         s1, s2 = tiny_model.embed_inputs(ex1), tiny_model.embed_inputs(ex2_inputs)
         seq = InputSequence(*(jnp.concatenate([a, b], axis=1) for a, b in zip(s1, s2, strict=True)))
-        seg = jnp.concatenate([jnp.ones(s1.mask.shape, jnp.int32), jnp.full(s2.mask.shape, 2, jnp.int32)], axis=1)
+        seg = jnp.concatenate(
+            [jnp.ones(s1.mask.shape, jnp.int32), jnp.full(s2.mask.shape, 2, jnp.int32)], axis=1
+        )
         enc = tiny_model.encode_sequence(seq, seg)
         tseg = jnp.array([[1] * t1.shape[1] + [2] * t2_tokens.shape[1]], jnp.int32)
-        logits = tiny_model.decode(enc, {"text": jnp.concatenate([t1, t2_tokens], axis=1)},
-                                   segment_ids={"text": tseg})["text"]
+        logits = tiny_model.decode(
+            enc, {"text": jnp.concatenate([t1, t2_tokens], axis=1)}, segment_ids={"text": tseg}
+        )["text"]
         return logits[:, : t1.shape[1]], logits[:, t1.shape[1] :]
 
     first, second = packed_logits(ex2, t2)
@@ -109,7 +114,10 @@ def test_target_modalities_do_not_attend_to_each_other(tiny_model, tiny_batch):
     [
         (lambda b: b.update(image=b["image"][:, :32]), "'image' must have shape"),
         (lambda b: b.update(image=(b["image"] * 255).astype(jnp.uint8)), "must be a float array"),
-        (lambda b: b.update(image_history=jnp.zeros((2, 9, 48, 48, 3))), "more than the 8 the model supports"),
+        (
+            lambda b: b.update(image_history=jnp.zeros((2, 9, 48, 48, 3))),
+            "more than the 8 the model supports",
+        ),
         (lambda b: b.update(text=jnp.ones((2, 513), jnp.int32)), "more than the limit of 512"),
         (lambda b: b.update(text=b["text"].astype(jnp.float32)), "integer token ids"),
         (lambda b: b.update(video=b["image"]), "unknown input key"),
@@ -124,7 +132,7 @@ def test_bad_inputs_get_clear_errors(tiny_model, tiny_batch, change, message):
 
 
 def test_unknown_config_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown config name 'huge'.*tiny, large, xl, xxl"):
+    with pytest.raises(ValueError, match=r"unknown config name 'huge'.*tiny, large, xl, xxl"):
         get_config("huge")
 
 

@@ -55,7 +55,9 @@ def check_inputs(cfg: UIO2Config, batch: Mapping[str, object]) -> int:
     """Validate a batch against `cfg`; returns the batch size. Raises InputError naming the problem."""
     unknown = sorted(set(batch) - set(MODALITY_KEYS) - set(MASK_KEYS))
     if unknown:
-        raise InputError(f"unknown input key(s) {unknown}; expected some of {list(MODALITY_KEYS + MASK_KEYS)}")
+        raise InputError(
+            f"unknown input key(s) {unknown}; expected some of {list(MODALITY_KEYS + MASK_KEYS)}"
+        )
     if not any(k in batch for k in MODALITY_KEYS):
         raise InputError(f"the batch has no input modality; give at least one of {list(MODALITY_KEYS)}")
     for mk in MASK_KEYS:
@@ -64,7 +66,8 @@ def check_inputs(cfg: UIO2Config, batch: Mapping[str, object]) -> int:
     for key, pcfg in (("image_history", cfg.image_history), ("audio_history", cfg.audio_history)):
         if key in batch and len(batch[key].shape) > 1 and batch[key].shape[1] > pcfg.max_frames:
             raise InputError(
-                f"{key!r} has {batch[key].shape[1]} frames, more than the {pcfg.max_frames} the model supports"
+                f"{key!r} has {batch[key].shape[1]} frames, "
+                f"more than the {pcfg.max_frames} the model supports"
             )
     shapes = expected_shapes(cfg)
     sizes: dict[str, int] = {}

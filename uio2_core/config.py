@@ -62,7 +62,7 @@ class ViTConfig:
     @property
     def pretrain_grid(self) -> int:
         """Side of the square grid the learned position table was trained on (image ViT)."""
-        return int(math.isqrt(self.num_pos - self.num_prefix_tokens))
+        return math.isqrt(self.num_pos - self.num_prefix_tokens)
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,13 @@ def _tiny() -> UIO2Config:
             ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=64, n_embed=512
         ),
         audio_vqgan=AudioVQGANConfig(
-            width=32, num_heads=2, head_dim=16, mlp_dim=64, num_encoder_layers=1, num_decoder_layers=1, n_embed=256
+            width=32,
+            num_heads=2,
+            head_dim=16,
+            mlp_dim=64,
+            num_encoder_layers=1,
+            num_decoder_layers=1,
+            n_embed=256,
         ),
         image_input_size=64,
         image_history_size=48,

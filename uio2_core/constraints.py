@@ -28,8 +28,8 @@ class Constraint(Protocol):
 class TokenDFA:
     """Deterministic automaton over token ids: `transitions[s, v]` is the next state or -1.
 
-    States whose row allows nothing would dead-end the decoder, so `__post_init__`-free
-    construction helpers guarantee every reachable state has an exit (EOS at the end).
+    A state whose row allows nothing would dead-end the decoder, so the construction helpers
+    give every reachable state an exit (EOS at the end of a template).
     """
 
     transitions: jax.Array  # [S, V] int32
@@ -44,6 +44,13 @@ class TokenDFA:
     def update(self, state: jax.Array, token: jax.Array) -> jax.Array:
         nxt = self.transitions[jnp.maximum(state, 0), token]
         return jnp.where(state < 0, state, nxt)
+
+    @classmethod
+    def from_allowed(cls, ids: Iterable[int], vocab_size: int) -> TokenDFA:
+        """One looping state: any of `ids` at every step (e.g. the real pieces of a small vocabulary)."""
+        table = np.full((1, vocab_size), -1, np.int32)
+        table[0, np.asarray(list(ids))] = 0
+        return cls(jnp.asarray(table))
 
     @classmethod
     def from_slots(cls, slots: Sequence[Iterable[int] | int], vocab_size: int, eos_id: int = 1) -> TokenDFA:
@@ -74,14 +81,18 @@ class PrefixConstraint:
     fn: Callable[[jax.Array, jax.Array], jax.Array] = field(metadata=dict(static=True))
 
     def init(self, batch_size: int) -> dict[str, jax.Array]:
-        return {"prefix": jnp.zeros((batch_size, self.max_length), jnp.int32), "step": jnp.zeros((), jnp.int32)}
+        return {
+            "prefix": jnp.zeros((batch_size, self.max_length), jnp.int32),
+            "step": jnp.zeros((), jnp.int32),
+        }
 
     def allowed(self, state) -> jax.Array:
         return self.fn(state["prefix"], state["step"])
 
     def update(self, state, token: jax.Array):
-        prefix = jax.lax.dynamic_update_slice_in_dim(state["prefix"], token[:, None].astype(jnp.int32),
-                                                     state["step"], axis=1)
+        prefix = jax.lax.dynamic_update_slice_in_dim(
+            state["prefix"], token[:, None].astype(jnp.int32), state["step"], axis=1
+        )
         return {"prefix": prefix, "step": state["step"] + 1}
 
 

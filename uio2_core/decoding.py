@@ -83,9 +83,10 @@ def _mask(logp, allowed):
 
 def _code_mask(model: UIO2Model, modality: str) -> jax.Array | None:
     """Image/audio targets may only be codebook tokens (code + 2): never BOS, [MASK] or the padding
-    rows the vocabulary was rounded up with. (The official port clips such ids after the fact.)"""
+    rows the vocabulary was rounded up with (the official port clips such ids after the fact).
+    Text may be anything but BOS/PAD (0), which is never a generated token."""
     if modality == "text":
-        return None
+        return jnp.arange(model.token_embedder("text").num_embeddings) != PAD_ID
     n_embed = (model.cfg.image_vqgan if modality == "image" else model.cfg.audio_vqgan).n_embed
     ids = jnp.arange(model.token_embedder(modality).num_embeddings)
     return (ids >= 2) & (ids < n_embed + 2)
@@ -119,8 +120,14 @@ def _sample_loop(model, enc, modality, cfg, rng, constraint, batch):
         return tokens, tok, done, total, length, cache, cstate, rng
 
     init = (
-        jnp.zeros((batch, n), jnp.int32), jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,), bool),
-        jnp.zeros((batch,), jnp.float32), jnp.zeros((batch,), jnp.int32), cache, cstate, rng,
+        jnp.zeros((batch, n), jnp.int32),
+        jnp.zeros((batch,), jnp.int32),
+        jnp.zeros((batch,), bool),
+        jnp.zeros((batch,), jnp.float32),
+        jnp.zeros((batch,), jnp.int32),
+        cache,
+        cstate,
+        rng,
     )
     tokens, _, _, total, length, *_ = jax.lax.fori_loop(0, n, body, init)
     return Generated(tokens, total, length)
@@ -160,14 +167,21 @@ def _beam_loop(model, enc, modality, cfg, constraint, batch):
         return seqs, tok.reshape(-1), finished, scores, lengths, cache, cstate
 
     init = (
-        jnp.zeros((batch, k, n), jnp.int32), jnp.zeros((batch * k,), jnp.int32), jnp.zeros((batch, k), bool),
-        scores, jnp.zeros((batch, k), jnp.int32), cache, cstate,
+        jnp.zeros((batch, k, n), jnp.int32),
+        jnp.zeros((batch * k,), jnp.int32),
+        jnp.zeros((batch, k), bool),
+        scores,
+        jnp.zeros((batch, k), jnp.int32),
+        cache,
+        cstate,
     )
     seqs, _, _, scores, lengths, *_ = jax.lax.fori_loop(0, n, body, init)
     norm = ((5.0 + lengths) / 6.0) ** cfg.length_penalty
     best = jnp.argmax(scores / norm, axis=1)
     pick = lambda x: jnp.take_along_axis(x, best[:, None], axis=1)[:, 0]  # noqa: E731
-    return Generated(jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0], pick(scores), pick(lengths))
+    return Generated(
+        jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0], pick(scores), pick(lengths)
+    )
 
 
 def _pad_text_to(batch: Mapping[str, jax.Array], length: int) -> dict[str, jax.Array]:
@@ -184,7 +198,10 @@ def _generate(graphdef, state, batch, negative_batch, modality, cfg, rng, constr
     if cfg.guidance_scale is not None:
         if set(batch) != set(negative_batch):
             raise ValueError("the negative batch must have the same inputs as the batch (for guidance)")
-        lt = max(batch.get("text", jnp.zeros((b, 0))).shape[1], negative_batch.get("text", jnp.zeros((b, 0))).shape[1])
+        lt = max(
+            batch.get("text", jnp.zeros((b, 0))).shape[1],
+            negative_batch.get("text", jnp.zeros((b, 0))).shape[1],
+        )
         pos, neg = _pad_text_to(batch, lt), _pad_text_to(negative_batch, lt)
         batch = {key: jnp.concatenate([pos[key], neg[key]]) for key in pos}
     enc = model.encode(batch)
@@ -206,7 +223,9 @@ def generate(
     """Generate `cfg.max_new_tokens` tokens of `modality` for every row of `batch` (compiled)."""
     model.token_embedder(modality)  # validates the modality name
     if cfg.guidance_scale is not None and negative_batch is None:
-        raise ValueError("guidance_scale needs a negative_batch (e.g. the prompt 'An image of a random picture.')")
+        raise ValueError(
+            "guidance_scale needs a negative_batch (e.g. the prompt 'An image of a random picture.')"
+        )
     if cfg.method == "beam" and cfg.guidance_scale is not None:
         raise ValueError("beam search with classifier-free guidance is not supported")
     if cfg.method == "sample" and rng is None:

@@ -32,7 +32,9 @@ class InputSequence(NamedTuple):
 
 def concat_sequences(parts: list[InputSequence]) -> InputSequence:
     if not parts:
-        raise ValueError("no input modality given: the encoder needs at least one of " + ", ".join(INPUT_MODALITIES))
+        raise ValueError(
+            "no input modality given: the encoder needs at least one of " + ", ".join(INPUT_MODALITIES)
+        )
     return InputSequence(*(jnp.concatenate(xs, axis=1) for xs in zip(*parts, strict=True)))
 
 
@@ -72,7 +74,9 @@ class ImageInputEmbedder(nnx.Module):
         t, pdt = cfg.transformer, jnp.dtype(cfg.param_dtype)
         self.cfg, self.audio = cfg, audio
         self.image_encoder = ImageEncoderHolder(VisionTransformer(vit_cfg, rngs=rngs))
-        self.projection = dense(2 * vit_cfg.width, t.d_model, rngs=rngs, dtype=cfg.compute_dtype, param_dtype=pdt)
+        self.projection = dense(
+            2 * vit_cfg.width, t.d_model, rngs=rngs, dtype=cfg.compute_dtype, param_dtype=pdt
+        )
         self.modality_embedding = _modality_embedding(t.d_model, rngs, pdt)
 
     @property
@@ -121,14 +125,18 @@ class HistoryEmbedder(nnx.Module):
         g = self.cfg.image_history_grid
         return (g, g)
 
-    def __call__(self, frames: jax.Array, patch_mask: jax.Array | None, vit: VisionTransformer) -> InputSequence:
+    def __call__(
+        self, frames: jax.Array, patch_mask: jax.Array | None, vit: VisionTransformer
+    ) -> InputSequence:
         """frames [B, T, H, W, C], patch_mask [B, T, P] -> [B, T * num_latents, d]."""
         t, dtype, p = self.cfg.transformer, self.cfg.compute_dtype, self.pcfg
         b, nf = frames.shape[:2]
         grid = self.grid()
         patches = patchify(frames.reshape(b * nf, *frames.shape[2:]), vit.cfg.patch_size)
         n = patches.shape[1]
-        mask = jnp.ones((b * nf, n), bool) if patch_mask is None else patch_mask.reshape(b * nf, n).astype(bool)
+        mask = (
+            jnp.ones((b * nf, n), bool) if patch_mask is None else patch_mask.reshape(b * nf, n).astype(bool)
+        )
         feats, _ = vit(patches, grid, mask)
         feats = jax.lax.stop_gradient(feats)
         latents = self.resampler(self.pre_projection(feats.astype(dtype)), mask)

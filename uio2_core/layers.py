@@ -33,20 +33,32 @@ class RMSNorm(nnx.Module):
 
 
 def dense(
-    in_features: int, out_features: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32,
+    in_features: int,
+    out_features: int,
+    *,
+    rngs: nnx.Rngs,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
     kernel_init=ATTN_KERNEL_INIT,
 ) -> nnx.Linear:
     """A bias-free linear layer (kernel [in, out])."""
     return nnx.Linear(
-        in_features, out_features, use_bias=False, dtype=dtype, param_dtype=param_dtype,
-        kernel_init=kernel_init, rngs=rngs,
+        in_features,
+        out_features,
+        use_bias=False,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=kernel_init,
+        rngs=rngs,
     )
 
 
 class GatedMLP(nnx.Module):
     """silu(x W_i0) * (x W_i1) -> W_o (the T5 v1.1 gated-SiLU MLP)."""
 
-    def __init__(self, d_model: int, mlp_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+    def __init__(
+        self, d_model: int, mlp_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32
+    ):
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, kernel_init=MLP_KERNEL_INIT)
         self.wi_0 = dense(d_model, mlp_dim, **kw)
         self.wi_1 = dense(d_model, mlp_dim, **kw)
@@ -59,7 +71,9 @@ class GatedMLP(nnx.Module):
 class GeluMLP(nnx.Module):
     """wi -> GELU -> wo, no biases (perceiver resampler). Tanh GELU as in the original JAX code."""
 
-    def __init__(self, d_model: int, mlp_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+    def __init__(
+        self, d_model: int, mlp_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32
+    ):
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, kernel_init=MLP_KERNEL_INIT)
         self.wi = dense(d_model, mlp_dim, **kw)
         self.wo = dense(mlp_dim, d_model, **kw)

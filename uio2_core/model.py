@@ -12,6 +12,7 @@ Top-level attribute names follow the official schema (`text_token_embedder`,
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -87,12 +88,15 @@ class UIO2Model(nnx.Module):
         t, pdt, dtype = cfg.transformer, jnp.dtype(cfg.param_dtype), cfg.compute_dtype
         self.cfg = cfg
         emb_init = nnx.initializers.normal(1.0)
-        self.text_token_embedder = nnx.Embed(t.text_vocab_size, t.d_model, embedding_init=emb_init,
-                                             param_dtype=pdt, rngs=rngs)
-        self.image_token_embedder = nnx.Embed(t.image_vocab_size, t.d_model, embedding_init=emb_init,
-                                              param_dtype=pdt, rngs=rngs)
-        self.audio_token_embedder = nnx.Embed(t.audio_vocab_size, t.d_model, embedding_init=emb_init,
-                                              param_dtype=pdt, rngs=rngs)
+        self.text_token_embedder = nnx.Embed(
+            t.text_vocab_size, t.d_model, embedding_init=emb_init, param_dtype=pdt, rngs=rngs
+        )
+        self.image_token_embedder = nnx.Embed(
+            t.image_vocab_size, t.d_model, embedding_init=emb_init, param_dtype=pdt, rngs=rngs
+        )
+        self.audio_token_embedder = nnx.Embed(
+            t.audio_vocab_size, t.d_model, embedding_init=emb_init, param_dtype=pdt, rngs=rngs
+        )
         self.input_embedders = InputEmbedders(cfg, rngs=rngs)
         self.target_embedders = TargetEmbedders(cfg, rngs=rngs, with_vqgan=with_vqgan)
         self.encoder = Encoder(t, rngs=rngs, dtype=dtype, param_dtype=pdt)
@@ -139,8 +143,11 @@ class UIO2Model(nnx.Module):
 
     def max_target_length(self, modality: str) -> int:
         cfg = self.cfg
-        return {"text": cfg.transformer.decoder_max_text_length, "image": cfg.decoder_max_image_length,
-                "audio": cfg.decoder_max_audio_length}[modality]
+        return {
+            "text": cfg.transformer.decoder_max_text_length,
+            "image": cfg.decoder_max_image_length,
+            "audio": cfg.decoder_max_audio_length,
+        }[modality]
 
     def target_rope_table(self, modality: str) -> jax.Array:
         """[max_length, head_dim]: 1-D for text, 32x32 grid for image, the audio quirk for audio."""
@@ -160,7 +167,9 @@ class UIO2Model(nnx.Module):
     def logits(self, modality: str, hidden: jax.Array) -> jax.Array:
         """Tied output embedding: logits = h E^T / sqrt(d), in float32."""
         table = self.token_embedder(modality).embedding[...].astype(jnp.float32)
-        return jnp.einsum("...d,vd->...v", hidden.astype(jnp.float32), table) / math.sqrt(self.cfg.transformer.d_model)
+        return jnp.einsum("...d,vd->...v", hidden.astype(jnp.float32), table) / math.sqrt(
+            self.cfg.transformer.d_model
+        )
 
     def decode(
         self,
@@ -183,13 +192,19 @@ class UIO2Model(nnx.Module):
             tgt = jnp.asarray(targets[m])
             b, length = tgt.shape
             if length > self.max_target_length(m):
-                raise ValueError(f"{m} target has {length} tokens, more than the limit {self.max_target_length(m)}")
+                raise ValueError(
+                    f"{m} target has {length} tokens, more than the limit {self.max_target_length(m)}"
+                )
             seg = segment_ids.get(m)
             mask = target_masks.get(m)
             if mask is None:
                 mask = tgt != 0 if m == "text" else jnp.ones_like(tgt, bool)
             table = self.target_rope_table(m)
-            positions = segment_positions(seg) if seg is not None else jnp.broadcast_to(jnp.arange(length), (b, length))
+            positions = (
+                segment_positions(seg)
+                if seg is not None
+                else jnp.broadcast_to(jnp.arange(length), (b, length))
+            )
             xs.append(self.embed_target_tokens(m, shift_right(tgt, seg)))
             ropes.append(table[positions].astype(self.cfg.compute_dtype))
             masks.append(mask.astype(bool))
@@ -203,7 +218,9 @@ class UIO2Model(nnx.Module):
         n = x.shape[1]
         causal = jnp.tril(jnp.ones((n, n), bool))[None, None]
         self_mask = causal & mask[:, None, :, None] & mask[:, None, None, :]
-        self_mask &= (sub[:, None, :, None] == sub[:, None, None, :]) & (seg[:, None, :, None] == seg[:, None, None, :])
+        self_mask &= (sub[:, None, :, None] == sub[:, None, None, :]) & (
+            seg[:, None, :, None] == seg[:, None, None, :]
+        )
         cross_mask = mask[:, None, :, None] & enc.mask[:, None, None, :]
         if enc.segment_ids is not None:
             cross_mask &= seg[:, None, :, None] == enc.segment_ids[:, None, None, :]
@@ -214,15 +231,16 @@ class UIO2Model(nnx.Module):
             start += length
         return out
 
-    def __call__(self, batch: Mapping[str, jax.Array], targets: Mapping[str, jax.Array], **kw) -> dict[str, jax.Array]:
+    def __call__(
+        self, batch: Mapping[str, jax.Array], targets: Mapping[str, jax.Array], **kw
+    ) -> dict[str, jax.Array]:
         return self.decode(self.encode(batch), targets, **kw)
 
     # ---- incremental decoding ------------------------------------------------------------
     def init_cache(self, enc: Encoded, modality: str, max_length: int) -> Cache:
-        if max_length > self.max_target_length(modality):
-            raise ValueError(
-                f"max_length {max_length} exceeds the {modality} target limit {self.max_target_length(modality)}"
-            )
+        limit = self.max_target_length(modality)
+        if max_length > limit:
+            raise ValueError(f"max_length {max_length} exceeds the {modality} target limit {limit}")
         return self.decoder.init_cache(enc.encoded, enc.rope, max_length)
 
     def decode_step(
@@ -241,9 +259,29 @@ def build_model(cfg: UIO2Config, seed: int = 0, *, with_vqgan: bool = True) -> U
     return UIO2Model(cfg, rngs=nnx.Rngs(seed), with_vqgan=with_vqgan)
 
 
+@contextlib.contextmanager
+def _cheap_tracer_errors():
+    """Flax's Variable.set_value probes `tracer.sharding`, whose AttributeError message walks the
+    whole trace (quadratic in model size: 25 s for xxl). Nothing reads that message while we build
+    abstract shapes, so make it empty for the duration (a no-op if jax's internals move)."""
+    from jax._src.interpreters import partial_eval as pe
+
+    tracer = getattr(pe, "DynamicJaxprTracer", None)
+    original = getattr(tracer, "_origin_msg", None)
+    if original is None:
+        yield
+        return
+    tracer._origin_msg = lambda self: ""
+    try:
+        yield
+    finally:
+        tracer._origin_msg = original
+
+
 def abstract_model(cfg: UIO2Config, *, with_vqgan: bool = True) -> UIO2Model:
     """The model with abstract (shape-only) parameters: nothing is allocated."""
-    return nnx.eval_shape(lambda: UIO2Model(cfg, rngs=nnx.Rngs(0), with_vqgan=with_vqgan))
+    with _cheap_tracer_errors():
+        return nnx.eval_shape(lambda: UIO2Model(cfg, rngs=nnx.Rngs(0), with_vqgan=with_vqgan))
 
 
 COMPONENTS: dict[str, Sequence[str]] = {
@@ -265,20 +303,23 @@ def parameter_counts(model: UIO2Model) -> dict[str, int]:
     flat = [(tuple(str(k) for k in path), v) for path, v in nnx.to_flat_state(params)]
     counts = dict.fromkeys([*COMPONENTS, "projections_and_modality_embeddings"], 0)
     for path, var in flat:
-        size = math.prod(var.value.shape) if hasattr(var, "value") else math.prod(var.shape)
+        size = math.prod(var.shape)
         for name, prefix in COMPONENTS.items():
-            if name == "token_embeddings":
-                hit = path[0] in prefix
-            else:
-                hit = path[: len(prefix)] == tuple(prefix)
-            if hit:
+            if path[0] in prefix if name == "token_embeddings" else path[: len(prefix)] == tuple(prefix):
                 counts[name] += size
                 break
         else:
             counts["projections_and_modality_embeddings"] += size
     counts["trainable_core"] = sum(
-        counts[k] for k in ("token_embeddings", "encoder", "decoder", "image_history_resampler",
-                            "audio_history_resampler", "projections_and_modality_embeddings")
+        counts[k]
+        for k in (
+            "token_embeddings",
+            "encoder",
+            "decoder",
+            "image_history_resampler",
+            "audio_history_resampler",
+            "projections_and_modality_embeddings",
+        )
     )
     counts["total"] = sum(v for k, v in counts.items() if k != "trainable_core")
     return counts

@@ -20,8 +20,14 @@ class PerceiverLayer(nnx.Module):
     def __init__(self, cfg: PerceiverConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
         self.pre_xattention_norm = RMSNorm(cfg.width, cfg.norm_eps)
         self.xattention = MultiHeadAttention(
-            cfg.width, cfg.num_heads, cfg.head_dim, qk_norm=cfg.qk_norm, scaled_cosine=cfg.scaled_cosine,
-            norm_eps=cfg.norm_eps, rngs=rngs, dtype=dtype,
+            cfg.width,
+            cfg.num_heads,
+            cfg.head_dim,
+            qk_norm=cfg.qk_norm,
+            scaled_cosine=cfg.scaled_cosine,
+            norm_eps=cfg.norm_eps,
+            rngs=rngs,
+            dtype=dtype,
         )
         self.pre_mlp_norm = RMSNorm(cfg.width, cfg.norm_eps)
         self.mlp = GeluMLP(cfg.width, cfg.mlp_dim, rngs=rngs, dtype=dtype)

@@ -47,13 +47,17 @@ def grid_coordinates(height: int, width: int, scale: float = 1.0) -> tuple[np.nd
     return r.reshape(-1) * scale, c.reshape(-1) * scale
 
 
-def grid_table(height: int, width: int, head_dim: int, scale: float = 1.0, base: float = 10000.0) -> jax.Array:
+def grid_table(
+    height: int, width: int, head_dim: int, scale: float = 1.0, base: float = 10000.0
+) -> jax.Array:
     """2-D table of a row-major grid: [height * width, head_dim]."""
     r, c = grid_coordinates(height, width, scale)
     return rope_table_2d(r, c, head_dim, base)
 
 
-def audio_target_table(num_tokens: int, grid: tuple[int, int], head_dim: int, base: float = 10000.0) -> jax.Array:
+def audio_target_table(
+    num_tokens: int, grid: tuple[int, int], head_dim: int, base: float = 10000.0
+) -> jax.Array:
     """The released audio-target quirk (reference 5.3): the table is built on the (mel, time)
     patch grid, but token t of the *time-major* sequence takes row t // cols, col t % cols.
     So it is a plain row-major grid table indexed by token index; kept to match the weights."""

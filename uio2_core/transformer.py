@@ -21,7 +21,13 @@ Cache = list[dict[str, jax.Array]]
 
 def _attention(t: TransformerConfig, rngs: nnx.Rngs, dtype, param_dtype) -> MultiHeadAttention:
     return MultiHeadAttention(
-        t.d_model, t.num_heads, t.head_dim, qk_norm=t.qk_norm, norm_eps=t.norm_eps, rngs=rngs, dtype=dtype,
+        t.d_model,
+        t.num_heads,
+        t.head_dim,
+        qk_norm=t.qk_norm,
+        norm_eps=t.norm_eps,
+        rngs=rngs,
+        dtype=dtype,
         param_dtype=param_dtype,
     )
 
@@ -65,7 +71,12 @@ class DecoderLayer(nnx.Module):
         self.mlp = GatedMLP(t.d_model, t.mlp_dim, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
 
     def _cross_and_mlp(
-        self, x: jax.Array, rope: jax.Array, cross_k: jax.Array, cross_v: jax.Array, cross_bias: jax.Array | None
+        self,
+        x: jax.Array,
+        rope: jax.Array,
+        cross_k: jax.Array,
+        cross_v: jax.Array,
+        cross_bias: jax.Array | None,
     ) -> jax.Array:
         h = self.pre_cross_attention_norm(x)
         q = self.encoder_decoder_attention.project_q(h, rope)
@@ -77,8 +88,13 @@ class DecoderLayer(nnx.Module):
         return self.encoder_decoder_attention.project_kv(encoded, enc_rope)
 
     def __call__(
-        self, x: jax.Array, rope: jax.Array, self_bias: jax.Array | None, encoded: jax.Array,
-        enc_rope: jax.Array, cross_bias: jax.Array | None,
+        self,
+        x: jax.Array,
+        rope: jax.Array,
+        self_bias: jax.Array | None,
+        encoded: jax.Array,
+        enc_rope: jax.Array,
+        cross_bias: jax.Array | None,
     ) -> jax.Array:
         h = self.pre_self_attention_norm(x)
         k, v = self.self_attention.project_kv(h, rope)
@@ -87,7 +103,11 @@ class DecoderLayer(nnx.Module):
         return self._cross_and_mlp(x, rope, ck, cv, cross_bias)
 
     def step(
-        self, x: jax.Array, rope: jax.Array, index: jax.Array, cache: dict[str, jax.Array],
+        self,
+        x: jax.Array,
+        rope: jax.Array,
+        index: jax.Array,
+        cache: dict[str, jax.Array],
         cross_bias: jax.Array | None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """One new position per row: x [B, 1, d]; writes k/v at `index` and attends to <= index."""
@@ -96,7 +116,9 @@ class DecoderLayer(nnx.Module):
         k = jax.lax.dynamic_update_slice_in_dim(cache["k"], k_new.astype(cache["k"].dtype), index, axis=1)
         v = jax.lax.dynamic_update_slice_in_dim(cache["v"], v_new.astype(cache["v"].dtype), index, axis=1)
         visible = (jnp.arange(k.shape[1]) <= index)[None, None, None, :]
-        x = x + self.self_attention.attend(self.self_attention.project_q(h, rope), k, v, mask_to_bias(visible))
+        x = x + self.self_attention.attend(
+            self.self_attention.project_q(h, rope), k, v, mask_to_bias(visible)
+        )
         x = self._cross_and_mlp(x, rope, cache["cross_k"], cache["cross_v"], cross_bias)
         return x, {**cache, "k": k, "v": v}
 
@@ -113,7 +135,12 @@ class Decoder(nnx.Module):
         return [getattr(self, f"layers_{i}") for i in range(self.num_layers)]
 
     def __call__(
-        self, x: jax.Array, rope: jax.Array, self_mask: jax.Array, encoded: jax.Array, enc_rope: jax.Array,
+        self,
+        x: jax.Array,
+        rope: jax.Array,
+        self_mask: jax.Array,
+        encoded: jax.Array,
+        enc_rope: jax.Array,
         cross_mask: jax.Array,
     ) -> jax.Array:
         """Teacher-forced forward over the whole target sequence."""
@@ -129,8 +156,14 @@ class Decoder(nnx.Module):
         cache = []
         for layer in self.layers():
             ck, cv = layer.cross_kv(encoded, enc_rope)
-            cache.append({"k": jnp.zeros(shape, ck.dtype), "v": jnp.zeros(shape, cv.dtype), "cross_k": ck,
-                          "cross_v": cv})
+            cache.append(
+                {
+                    "k": jnp.zeros(shape, ck.dtype),
+                    "v": jnp.zeros(shape, cv.dtype),
+                    "cross_k": ck,
+                    "cross_v": cv,
+                }
+            )
         return cache
 
     def step(
