@@ -171,5 +171,21 @@ def test_generate_argument_errors(tiny_model, tiny_batch):
         generate(tiny_model, tiny_batch, "video")
     with pytest.raises(ValueError, match="needs an rng"):
         generate(tiny_model, tiny_batch, "text", DecodeConfig(method="sample"))
-    with pytest.raises(ValueError, match="slot 0 allows no token"):
+    with pytest.raises(ValueError, match="slot 0 of alternative 0 allows no token"):
         TokenDFA.from_slots([[]], 33280)
+
+
+def test_dfa_from_alternatives_is_a_trie_with_padding():
+    dfa = TokenDFA.from_sequences([[5, 6], [5, 7, 8], [9]], 20, num_states=10)
+    assert dfa.transitions.shape == (10, 20)
+    state = dfa.init(1)
+    assert set(np.flatnonzero(np.asarray(dfa.allowed(state)[0]))) == {5, 9}
+    state = dfa.update(state, jnp.array([5]))
+    assert set(np.flatnonzero(np.asarray(dfa.allowed(state)[0]))) == {6, 7}
+    state = dfa.update(state, jnp.array([7]))
+    state = dfa.update(state, jnp.array([8]))
+    assert set(np.flatnonzero(np.asarray(dfa.allowed(state)[0]))) == {1}
+    with pytest.raises(ValueError, match="overlaps"):
+        TokenDFA.from_sequences([[[1, 2]], [[2, 3]]], 20)
+    with pytest.raises(ValueError, match="more than num_states=2"):
+        TokenDFA.from_sequences([[1, 2, 3]], 20, num_states=2)

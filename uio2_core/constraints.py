@@ -56,17 +56,54 @@ class TokenDFA:
     def from_slots(cls, slots: Sequence[Iterable[int] | int], vocab_size: int, eos_id: int = 1) -> TokenDFA:
         """A fixed-length template: slot i allows the given id(s); after the last slot only EOS,
         then EOS forever (so finished rows stay well-defined)."""
-        n = len(slots)
-        table = np.full((n + 1, vocab_size), -1, np.int32)
-        for i, slot in enumerate(slots):
-            ids = [slot] if isinstance(slot, int | np.integer) else list(slot)
-            if not ids:
-                raise ValueError(f"constraint slot {i} allows no token")
-            ids_arr = np.asarray(ids)
-            if ids_arr.min() < 0 or ids_arr.max() >= vocab_size:
-                raise ValueError(f"constraint slot {i} has ids outside [0, {vocab_size})")
-            table[i, ids_arr] = i + 1
-        table[n, eos_id] = n
+        return cls.from_sequences([slots], vocab_size, eos_id)
+
+    @classmethod
+    def from_sequences(
+        cls,
+        alternatives: Sequence[Sequence[Iterable[int] | int]],
+        vocab_size: int,
+        eos_id: int = 1,
+        num_states: int | None = None,
+    ) -> TokenDFA:
+        """Any one of several templates (a trie over slots), then EOS, then EOS forever.
+
+        Slots leaving one state must be identical or disjoint sets, so the automaton stays
+        deterministic. `num_states` pads the table to a fixed size so that grammars that differ
+        only in their tokens (e.g. the step number) reuse one compiled decoder.
+        """
+        rows: list[dict[frozenset[int], int]] = [{}]
+        finals: set[int] = set()
+        for a, alt in enumerate(alternatives):
+            state = 0
+            for i, slot in enumerate(alt):
+                ids = frozenset([int(slot)] if isinstance(slot, int | np.integer) else (int(t) for t in slot))
+                if not ids:
+                    raise ValueError(f"constraint slot {i} of alternative {a} allows no token")
+                if min(ids) < 0 or max(ids) >= vocab_size:
+                    raise ValueError(
+                        f"constraint slot {i} of alternative {a} has ids outside [0, {vocab_size})"
+                    )
+                edges = rows[state]
+                if ids not in edges:
+                    if any(ids & other for other in edges):
+                        raise ValueError(f"slot {i} of alternative {a} overlaps another alternative's slot")
+                    edges[ids] = len(rows)
+                    rows.append({})
+                state = edges[ids]
+            finals.add(state)
+        size = num_states if num_states is not None else len(rows)
+        if size < len(rows):
+            raise ValueError(f"grammar needs {len(rows)} states, more than num_states={size}")
+        table = np.full((size, vocab_size), -1, np.int32)
+        for state, edges in enumerate(rows):
+            for ids, nxt in edges.items():
+                table[state, np.fromiter(ids, np.int64)] = nxt
+        for state in finals:
+            if (table[state] >= 0).any() and table[state, eos_id] < 0:
+                table[state, eos_id] = state  # a template that is a prefix of another may also end here
+            elif not (table[state] >= 0).any():
+                table[state, eos_id] = state
         return cls(jnp.asarray(table))
 
 
