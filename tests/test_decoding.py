@@ -189,3 +189,13 @@ def test_dfa_from_alternatives_is_a_trie_with_padding():
         TokenDFA.from_sequences([[[1, 2]], [[2, 3]]], 20)
     with pytest.raises(ValueError, match="more than num_states=2"):
         TokenDFA.from_sequences([[1, 2, 3]], 20, num_states=2)
+
+
+def test_stacked_grammars_give_each_row_its_own_template(tiny_model, tiny_batch):
+    dfa = TokenDFA.stack(
+        [TokenDFA.from_slots([100, 101], 33280), TokenDFA.from_slots([200, 201, 202], 33280)]
+    )
+    for method in ("greedy", "beam"):
+        out = generate(tiny_model, tiny_batch, "text", DecodeConfig(max_new_tokens=5, method=method, num_beams=2),
+                       constraint=dfa)  # fmt: skip
+        np.testing.assert_array_equal(out.tokens, [[100, 101, 1, 0, 0], [200, 201, 202, 1, 0]])

@@ -33,10 +33,27 @@ class TokenDFA:
     """
 
     transitions: jax.Array  # [S, V] int32
-    start: int = field(default=0, metadata=dict(static=True))
+    row_starts: jax.Array | None = None  # [B] per-row start states (stacked grammars), else state 0
 
     def init(self, batch_size: int) -> jax.Array:
-        return jnp.full((batch_size,), self.start, jnp.int32)
+        if self.row_starts is not None:
+            if self.row_starts.shape[0] != batch_size:
+                raise ValueError(f"grammar has {self.row_starts.shape[0]} rows, the batch {batch_size}")
+            return self.row_starts.astype(jnp.int32)
+        return jnp.zeros((batch_size,), jnp.int32)
+
+    @classmethod
+    def stack(cls, per_row: Sequence[TokenDFA]) -> TokenDFA:
+        """One automaton per batch row (e.g. different step numbers), as one table with offsets."""
+        tables, starts, offset = [], [], 0
+        for dfa in per_row:
+            if dfa.row_starts is not None:
+                raise ValueError("cannot stack an already stacked grammar")
+            t = np.asarray(dfa.transitions)
+            tables.append(np.where(t >= 0, t + offset, -1))
+            starts.append(offset)
+            offset += t.shape[0]
+        return cls(jnp.asarray(np.concatenate(tables)), jnp.asarray(starts, jnp.int32))
 
     def allowed(self, state: jax.Array) -> jax.Array:
         return self.transitions[jnp.maximum(state, 0)] >= 0

@@ -134,14 +134,14 @@ def _sample_loop(model, enc, modality, cfg, rng, constraint, batch):
 
 
 def _repeat_tree(tree, k: int):
-    return jax.tree_util.tree_map(lambda x: jnp.repeat(x, k, axis=0) if x is not None else None, tree)
+    return jax.tree_util.tree_map(lambda x: jnp.repeat(x, k, axis=0) if getattr(x, "ndim", 0) else x, tree)
 
 
 def _beam_loop(model, enc, modality, cfg, constraint, batch):
     k, n = cfg.num_beams, cfg.max_new_tokens
     enc = Encoded(*(_repeat_tree(x, k) for x in enc))
     cache = model.init_cache(enc, modality, n)
-    cstate = constraint.init(batch * k) if constraint is not None else None
+    cstate = _repeat_tree(constraint.init(batch), k) if constraint is not None else None
     vocab = model.token_embedder(modality).num_embeddings
     scores = jnp.tile(jnp.array([0.0] + [NEG] * (k - 1), jnp.float32), (batch, 1))
     codes = _code_mask(model, modality)
