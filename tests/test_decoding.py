@@ -196,6 +196,6 @@ def test_stacked_grammars_give_each_row_its_own_template(tiny_model, tiny_batch)
         [TokenDFA.from_slots([100, 101], 33280), TokenDFA.from_slots([200, 201, 202], 33280)]
     )
     for method in ("greedy", "beam"):
-        out = generate(tiny_model, tiny_batch, "text", DecodeConfig(max_new_tokens=5, method=method, num_beams=2),
-                       constraint=dfa)  # fmt: skip
+        cfg = DecodeConfig(max_new_tokens=5, method=method, num_beams=2)
+        out = generate(tiny_model, tiny_batch, "text", cfg, constraint=dfa)
         np.testing.assert_array_equal(out.tokens, [[100, 101, 1, 0, 0], [200, 201, 202, 1, 0]])
