@@ -38,11 +38,13 @@ def test_pruned_model_has_no_vqgan_parameters():
 
 
 def _run_info(model: str) -> tuple[dict, int]:
+    # VmHWM is this process's own peak (ru_maxrss would include a forked parent's peak)
     code = (
-        "import resource, sys, json\n"
+        "import sys\n"
         "from agent.cli import main\n"
         f"rc = main(['info', '--model', '{model}', '--json'])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+        "print(hwm, file=sys.stderr)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True

@@ -147,4 +147,6 @@ class SceneRenderer:
             self._client = -1
 
     def __del__(self) -> None:
-        self.close()
+        # At interpreter shutdown pybullet's module globals may already be gone; nothing to free then.
+        with contextlib.suppress(Exception):
+            self.close()

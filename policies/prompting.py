@@ -1,0 +1,216 @@
+"""Observations + task -> UIO2 examples (prompt text, main image, history, audio) -> model arrays.
+
+Used by the policy at every step and by training to build inputs from recorded steps, so both
+see exactly the same inputs. Templates live in `templates.json`, not in code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from policies.history import EpisodeHistory
+from uio2_core.config import UIO2Config
+from uio2_core.preprocessing import (
+    AUDIO_SAMPLE_RATE,
+    preprocess_audio_input,
+    preprocess_history_frames,
+    preprocess_image_input,
+)
+from uio2_core.vocab import EOS_ID, PREFIXES, Vocabulary, image_history_token
+
+log = logging.getLogger(__name__)
+SEGMENT_SAMPLES = 65280  # 4.08 s at 16 kHz
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+@lru_cache(maxsize=1)
+def templates() -> dict[str, Any]:
+    return json.loads(resources.files("policies").joinpath("templates.json").read_text())
+
+
+@dataclass
+class Example:
+    """One model input before tokenisation / preprocessing (images HWC uint8, audio mono float)."""
+
+    text: str
+    image: np.ndarray | None = None
+    history: list[np.ndarray] = field(default_factory=list)
+    audio: np.ndarray | None = None
+    audio_history: list[np.ndarray] = field(default_factory=list)
+
+
+def chw_to_hwc(image: np.ndarray) -> np.ndarray:
+    """VIMA-style CHW uint8 -> HWC (HWC input is returned unchanged)."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+        image = np.transpose(image, (1, 2, 0))
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return image
+
+
+def mono(audio: np.ndarray) -> np.ndarray:
+    """(channels, samples) or (samples,) float -> (samples,) float32."""
+    audio = np.asarray(audio, np.float32)
+    return audio.mean(axis=0) if audio.ndim == 2 else audio.reshape(-1)
+
+
+# ---- VIMA -----------------------------------------------------------------------------------------
+
+
+def vima_prompt_images(
+    prompt: str, assets: dict[str, Any], view: str = "front"
+) -> tuple[str, list[np.ndarray]]:
+    """Replace each `{placeholder}` by `<image_history_i>` (order of first appearance) and collect
+    the assets' images for those slots."""
+    names: list[str] = []
+    for m in _PLACEHOLDER.finditer(prompt):
+        if m.group(1) not in names:
+            names.append(m.group(1))
+    missing = [n for n in names if n not in assets]
+    if missing:
+        raise ValueError(f"prompt placeholders {missing} have no prompt asset")
+    images = [chw_to_hwc(assets[n]["rgb"][view]) for n in names]
+    text = _PLACEHOLDER.sub(lambda m: f"<image_history_{names.index(m.group(1)) + 1}>", prompt)
+    return text, images
+
+
+def vima_example(
+    prompt_text: str, obs: dict[str, Any], history: EpisodeHistory, template: int = 0, view: str = "front"
+) -> Example:
+    t = templates()
+    n_prompt = len(history.prompt_images)
+    past = ""
+    if history.frames:
+        frames = [
+            t["history_step"].format(frame=f"<image_history_{n_prompt + i + 1}>", action=a)
+            for i, a in enumerate(history.actions)
+        ]
+        past = t["vima_history"].format(frames="; ".join(frames))
+    text = PREFIXES["text"] + t["vima"][template].format(prompt=prompt_text, history=past)
+    return Example(text=text, image=chw_to_hwc(obs["rgb"][view]), history=history.history_images())
+
+
+# ---- PointNav -------------------------------------------------------------------------------------
+
+
+def pointnav_example(
+    obs: dict[str, Any],
+    history: EpisodeHistory,
+    action_space: str,
+    template: int = 0,
+    audio_window: list | None = None,
+) -> Example:
+    t = templates()
+    rho, phi = (float(v) for v in np.asarray(obs["pointgoal_with_gps_compass"]).reshape(-1)[:2])
+    past = ""
+    if history.frames:
+        steps = [
+            t["history_step"].format(frame=image_history_token_text(i + 1), action=a)
+            for i, a in enumerate(history.actions)
+        ]
+        past = t["pointnav_history"].format(steps=", ".join(steps))
+    text = PREFIXES["text"] + t["pointnav"][template].format(
+        rho=f"{rho:.2f}", phi=f"{math.degrees(phi):.0f}", action_space=action_space, history=past
+    )
+    audio = None
+    if "audio" in obs:
+        audio = np.concatenate([*(audio_window or []), mono(obs["audio"])])[-SEGMENT_SAMPLES:]
+    return Example(
+        text=text, image=chw_to_hwc(obs["rgb"]), history=list(history.frames), audio=audio,
+        audio_history=list(history.audio),
+    )  # fmt: skip
+
+
+def image_history_token_text(i: int) -> str:
+    image_history_token(i)  # validates 1..8
+    return f"<image_history_{i}>"
+
+
+# ---- arrays ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class InputBuilder:
+    """Examples -> fixed-shape model arrays, so one compiled model serves every step.
+
+    Text is padded to `text_len` (longer prompts are truncated, keeping EOS, with a warning, as
+    the original truncates at 511 + EOS); history always has `max_frames` slots with masks.
+    """
+
+    cfg: UIO2Config
+    vocab: Vocabulary
+    text_len: int = 128
+    max_frames: int | None = None
+    with_audio: bool = False
+
+    def __post_init__(self):
+        limit = self.cfg.transformer.encoder_max_text_length
+        if not 1 < self.text_len <= limit:
+            raise ValueError(f"text_len must be in 2..{limit}, got {self.text_len}")
+        self.max_frames = self.max_frames or self.cfg.image_history.max_frames
+
+    def tokens(self, text: str) -> np.ndarray:
+        ids = self.vocab.encode(text)
+        if len(ids) > self.text_len - 1:
+            log.warning("prompt of %d tokens truncated to %d", len(ids) + 1, self.text_len)
+            ids = ids[: self.text_len - 1]
+        out = np.zeros(self.text_len, np.int32)
+        out[: len(ids) + 1] = [*ids, EOS_ID]
+        return out
+
+    def arrays(self, ex: Example) -> dict[str, np.ndarray]:
+        cfg = self.cfg
+        if ex.image is None:
+            raise ValueError("the UIO2 policy needs a main image in every example")
+        image = preprocess_image_input(ex.image, cfg.image_input_size, cfg.image_vit.patch_size)
+        if len(ex.history) > self.max_frames:
+            raise ValueError(
+                f"example has {len(ex.history)} history frames, more than {self.max_frames} slots"
+            )
+        hist = preprocess_history_frames(
+            ex.history, cfg.image_history_size, max_frames=self.max_frames, patch=cfg.image_vit.patch_size,
+            pad_to_max=True,
+        )  # fmt: skip
+        out = {
+            "text": self.tokens(ex.text),
+            "image": image.image,
+            "image_mask": image.mask.reshape(-1),
+            "image_history": hist.images,
+            "image_history_mask": hist.masks.reshape(self.max_frames, -1),
+        }
+        if self.with_audio:
+            out.update(self._audio_arrays(ex))
+        return out
+
+    def _audio_arrays(self, ex: Example) -> dict[str, np.ndarray]:
+        def segment(wave: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+            seg = np.zeros(SEGMENT_SAMPLES, np.float32)
+            if wave is not None and wave.size:
+                w = mono(wave)[-SEGMENT_SAMPLES:]
+                seg[: w.size] = w
+            pre = preprocess_audio_input(seg)
+            return pre.spectrogram, pre.mask.reshape(-1)
+
+        spec, mask = segment(ex.audio)
+        hist = [segment(a) for a in ex.audio_history[-self.max_frames :]]
+        n_pad = self.max_frames - len(hist)
+        h_spec = np.stack([h[0] for h in hist] + [np.zeros_like(spec)] * n_pad)
+        h_mask = np.stack([h[1] for h in hist] + [np.zeros_like(mask)] * n_pad)
+        return {"audio": spec, "audio_mask": mask, "audio_history": h_spec, "audio_history_mask": h_mask}
+
+    def collate(self, examples: list[Example]) -> dict[str, np.ndarray]:
+        rows = [self.arrays(e) for e in examples]
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+__all__ = ["AUDIO_SAMPLE_RATE", "Example", "InputBuilder", "pointnav_example", "templates", "vima_example"]

@@ -1,0 +1,159 @@
+"""The UIO2 policy: observations + multimodal prompt -> one constrained decode -> an env action.
+
+Per row (episode) it keeps an `EpisodeHistory`; each step builds the example (prompt with
+`<image_history_i>` references, main image, history frames, audio), runs the model once for all
+rows, decodes under the action codec's grammar, and maps tokens to actions. An output that still
+fails to parse becomes the codec's declared fallback and is counted in `last_info`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from policies.base import TaskSpec
+from policies.codecs import DiscreteActionCodec, VimaActionCodec
+from policies.history import EpisodeHistory
+from policies.prompting import (
+    InputBuilder,
+    chw_to_hwc,
+    mono,
+    pointnav_example,
+    vima_example,
+    vima_prompt_images,
+)
+from uio2_core.constraints import TokenDFA
+from uio2_core.decoding import DecodeConfig, generate
+from uio2_core.model import UIO2Model
+from uio2_core.vocab import Vocabulary
+
+
+def task_family(action_space: gym.Space) -> str:
+    """Which prompt format and codec an action space calls for."""
+    if isinstance(action_space, gym.spaces.Dict) and "pose0_position" in action_space.spaces:
+        return "vima"
+    if isinstance(action_space, gym.spaces.Discrete):
+        return "pointnav"
+    raise ValueError(f"the UIO2 policy has no action codec for the action space {action_space}")
+
+
+@dataclass
+class _Row:
+    family: str
+    codec: Any
+    history: EpisodeHistory
+    prompt_text: str = ""
+    fallbacks: int = 0
+
+
+class UIO2Policy:
+    """UIO2 as a Gymnasium agent (any checkpoint; CPU or accelerator)."""
+
+    name = "uio2"
+
+    def __init__(
+        self,
+        model: UIO2Model,
+        vocab: Vocabulary,
+        *,
+        decode: DecodeConfig | None = None,
+        text_len: int = 128,
+        max_frames: int | None = None,
+        template: int = 0,
+        view: str = "front",
+        seed: int = 0,
+    ):
+        self.model, self.vocab = model, vocab
+        self.decode_cfg = decode or DecodeConfig(method="greedy")
+        self.template, self.view = template, view
+        self.max_frames = max_frames or model.cfg.image_history.max_frames
+        self.text_len = text_len
+        self.rng = jax.random.key(seed)
+        self.rows: list[_Row] = []
+        self.last_infos: list[dict[str, Any]] = []
+
+    # -- protocol --
+    def reset(self, task: TaskSpec) -> None:
+        self.reset_batch([task])
+
+    def act(self, obs: dict[str, Any], info: dict | None = None) -> Any:
+        return self.act_batch([obs], [info or {}])[0]
+
+    @property
+    def last_info(self) -> dict[str, Any]:
+        return self.last_infos[0] if self.last_infos else {}
+
+    def row_info(self, row: int) -> dict[str, Any]:
+        return dict(self.last_infos[row]) if row < len(self.last_infos) else {}
+
+    def reset_batch(self, tasks: Sequence[TaskSpec]) -> None:
+        self.rows = [self._new_row(t) for t in tasks]
+        self.last_infos = [{} for _ in tasks]
+        families = {r.family for r in self.rows}
+        if len(families) > 1:
+            raise ValueError(f"one batch must hold one task family, got {sorted(families)}")
+        self.builder = InputBuilder(
+            self.model.cfg, self.vocab, self.text_len, self.max_frames,
+            with_audio="audio" in getattr(tasks[0].observation_space, "spaces", {}),
+        )  # fmt: skip
+
+    def reset_row(self, row: int, task: TaskSpec) -> None:
+        self.rows[row] = self._new_row(task)
+        self.last_infos[row] = {}
+
+    def _new_row(self, task: TaskSpec) -> _Row:
+        family = task_family(task.action_space)
+        history = EpisodeHistory(self.max_frames)
+        if family == "vima":
+            text, images = vima_prompt_images(task.prompt, task.prompt_assets, self.view)
+            history.reset(images)
+            return _Row(family, VimaActionCodec(self.vocab), history, text)
+        return _Row(family, DiscreteActionCodec(self.vocab), history)
+
+    def _example(self, row: _Row, obs: dict[str, Any]):
+        if row.family == "vima":
+            return vima_example(row.prompt_text, obs, row.history, self.template, self.view)
+        codec: DiscreteActionCodec = row.codec
+        return pointnav_example(
+            obs, row.history, codec.action_space_text(), self.template, list(row.history.audio)
+        )
+
+    def act_batch(self, observations: Sequence[dict], infos: Sequence[dict] | None = None) -> list[Any]:
+        if len(observations) != len(self.rows):
+            raise ValueError(
+                f"{len(observations)} observations for {len(self.rows)} episodes (call reset_batch)"
+            )
+        start = time.perf_counter()
+        batch = self.builder.collate(
+            [self._example(r, o) for r, o in zip(self.rows, observations, strict=True)]
+        )
+        grammars = [r.codec.grammar(r.history.step) for r in self.rows]
+        max_len = max(int((np.asarray(g.transitions) >= 0).any(axis=1).sum()) for g in grammars) + 1
+        grammar = grammars[0] if len(grammars) == 1 else TokenDFA.stack(grammars)
+        cfg = DecodeConfig(**{**self.decode_cfg.__dict__, "max_new_tokens": max_len})
+        self.rng, sub = jax.random.split(self.rng)
+        out = generate(self.model, {k: jnp.asarray(v) for k, v in batch.items()}, "text", cfg, rng=sub,
+                       constraint=grammar)  # fmt: skip
+        tokens = np.asarray(out.tokens)
+        latency = time.perf_counter() - start
+        actions = []
+        for i, (row, obs) in enumerate(zip(self.rows, observations, strict=True)):
+            decoded = row.codec.decode(tokens[i], row.history.step)
+            row.fallbacks += int(not decoded.ok)
+            text = row.codec.to_text(tokens[i])
+            self.last_infos[i] = {
+                "decoded_text": text, "fallback": not decoded.ok, "fallbacks": row.fallbacks,
+                "decision_ms": 1000 * latency / len(self.rows),
+            }  # fmt: skip
+            frame = chw_to_hwc(obs["rgb"][self.view] if row.family == "vima" else obs["rgb"])
+            audio = mono(obs["audio"]) if "audio" in obs else None
+            row.history.push(frame, text.split(": ", 1)[-1] if row.family == "vima" else text, audio)
+            actions.append(decoded.action)
+        return actions
