@@ -7,12 +7,16 @@ Prints one JSON object: step time, the step's FLOPs (from XLA's cost analysis), 
 and that as a fraction of a dense-matmul peak measured in the same run on the same device.
 """
 
-from __future__ import annotations
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and benchmarks/agent.py (envs.py) would
+# shadow the `agent` (`envs`) package: take it off.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +24,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_config, device_name, matmul_peak_flops, median_seconds, synthetic_batch
-
+from agent.benchmarking import bench_config, device_name, matmul_peak_flops, median_seconds, synthetic_batch
 from uio2_core.model import UIO2Model
 
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: configs by name, synthetic batches, timing, a matmul peak."""
+"""Shared pieces of the benchmarks (benchmarks/*.py): configs, synthetic batches, timing, a matmul peak."""
 
 from __future__ import annotations
 
