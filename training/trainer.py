@@ -1,0 +1,167 @@
+"""The sharded trainer: jit-compiled steps over a device mesh, orbax checkpoints, JSON-lines metrics.
+
+Data comes from a deterministic `batch_at(position) -> batch` function, so the data position is
+just a number saved with the checkpoint: after a crash (even `kill -9`) `fit` resumes from the
+newest complete checkpoint and, on CPU, reproduces the same losses bit for bit.
+
+A batch holds the model inputs (see uio2_core/batch.py) plus `targets/<modality>` token ids and,
+optionally, `targets/<modality>_mask` and `segments/<modality>` (packed rows: see packing.py) and
+`segments/inputs`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from training.objective import Z_LOSS, uio2_loss
+from training.optimizer import OptimizerConfig, make_optimizer
+from training.sharding import make_mesh, param_shardings, shard_batch
+from uio2_core.batch import MASK_KEYS, MODALITY_KEYS
+from uio2_core.model import TARGET_MODALITIES, UIO2Model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 100
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    z_loss: float = Z_LOSS
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    mesh: tuple[int, int, int] = (-1, 1, 1)  # (data, fsdp, model); -1 = all remaining devices
+
+
+def split_batch(batch: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
+    """(model inputs, targets, target masks, segment ids) of a training batch."""
+    inputs = {k: v for k, v in batch.items() if k in MODALITY_KEYS or k in MASK_KEYS}
+    targets = {m: batch[f"targets/{m}"] for m in TARGET_MODALITIES if f"targets/{m}" in batch}
+    if not targets:
+        raise ValueError(f"batch has no targets; expected keys like 'targets/text', got {sorted(batch)}")
+    masks = {}
+    for m, t in targets.items():
+        default = t != 0 if m == "text" else jnp.ones_like(t, bool)
+        masks[m] = batch.get(f"targets/{m}_mask", default)
+    segments = {m: batch[f"segments/{m}"] for m in targets if f"segments/{m}" in batch}
+    return inputs, targets, masks, segments
+
+
+class Trainer:
+    def __init__(self, model: UIO2Model, cfg: TrainConfig, out_dir: str | Path | None = None):
+        self.cfg = cfg
+        self.mesh = make_mesh(*cfg.mesh)
+        self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
+        self._template = params
+        pure = nnx.to_pure_dict(params)
+        self.param_shardings = param_shardings(pure, self.mesh)
+        pure = jax.device_put(pure, self.param_shardings)
+        self.tx = make_optimizer(cfg.optimizer, pure)
+        self.state: dict[str, Any] = {
+            "params": pure,
+            "opt_state": jax.jit(self.tx.init)(pure),
+            "step": jnp.zeros((), jnp.int32),
+            "rng": jax.random.key_data(jax.random.key(cfg.seed)),
+        }
+        self._step_fn = jax.jit(self._train_step, donate_argnums=(0,))
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.manager = None
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            options = ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True)
+            self.manager = ocp.CheckpointManager((self.out_dir / "checkpoints").absolute(), options=options)
+
+    # ---- the step ------------------------------------------------------------------------
+    def merged_model(self, params: dict | None = None) -> UIO2Model:
+        state = jax.tree.map(lambda x: x, self._template)
+        nnx.replace_by_pure_dict(state, params if params is not None else self.state["params"])
+        return nnx.merge(self.graphdef, state, self.rest)
+
+    def _loss(self, params: dict, batch: dict) -> tuple[jax.Array, dict]:
+        inputs, targets, masks, segments = split_batch(batch)
+        model = self.merged_model(params)
+        seq = model.embed_inputs(inputs)
+        enc = model.encode_sequence(seq, batch.get("segments/inputs"))
+        logits = model.decode(enc, targets, masks, segments or None)
+        return uio2_loss(logits, targets, masks, self.cfg.z_loss)
+
+    def _train_step(self, state: dict, batch: dict) -> tuple[dict, dict]:
+        (_, metrics), grads = jax.value_and_grad(self._loss, has_aux=True)(state["params"], batch)
+        updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+        params = jax.tree.map(lambda p, u: p + u.astype(p.dtype), state["params"], updates)
+        params = jax.lax.with_sharding_constraint(params, self.param_shardings)
+        metrics["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        new = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": state["rng"]}
+        return new, metrics
+
+    def step(self, batch: dict) -> dict[str, float]:
+        batch = shard_batch({k: np.asarray(v) for k, v in batch.items()}, self.mesh)
+        self.state, metrics = self._step_fn(self.state, batch)
+        return {k: float(v) for k, v in metrics.items()}
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    @property
+    def step_count(self) -> int:
+        return int(self.state["step"])
+
+    def save(self) -> None:
+        if self.manager is None:
+            return
+        self.manager.save(self.step_count, args=ocp.args.StandardSave(self.state))
+        self.manager.wait_until_finished()
+
+    def restore_latest(self) -> bool:
+        """Load the newest complete checkpoint, if any (incomplete ones are never listed by orbax)."""
+        if self.manager is None or self.manager.latest_step() is None:
+            return False
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, self.state)
+        self.state = self.manager.restore(self.manager.latest_step(), args=ocp.args.StandardRestore(abstract))
+        return True
+
+    # ---- the loop ------------------------------------------------------------------------
+    def fit(
+        self, batch_at: Callable[[int], dict], *, resume: bool = True, progress: bool = True
+    ) -> list[dict]:
+        """Train to `cfg.steps`; batch k is `batch_at(k)`. Appends metrics to OUT/metrics.jsonl."""
+        from tqdm import tqdm
+
+        if resume and self.restore_latest():
+            log.info("resumed from step %d", self.step_count)
+        history = []
+        metrics_file = (self.out_dir / "metrics.jsonl").open("a") if self.out_dir else None
+        try:
+            with tqdm(
+                total=self.cfg.steps, initial=self.step_count, desc="train", disable=not progress
+            ) as bar:
+                while self.step_count < self.cfg.steps:
+                    position = self.step_count
+                    start = time.perf_counter()
+                    metrics = self.step(batch_at(position))
+                    metrics.update(step=self.step_count, seconds=time.perf_counter() - start)
+                    if not np.isfinite(metrics["loss"]):
+                        raise FloatingPointError(f"loss became {metrics['loss']} at step {self.step_count}")
+                    history.append(metrics)
+                    if metrics_file is not None:
+                        metrics_file.write(json.dumps(metrics) + "\n")
+                        metrics_file.flush()
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+                    if self.step_count % self.cfg.checkpoint_every == 0 or self.step_count == self.cfg.steps:
+                        self.save()
+        finally:
+            if metrics_file is not None:
+                metrics_file.close()
+        return history
