@@ -27,6 +27,7 @@ from flax import nnx
 
 from training.objective import Z_LOSS, uio2_loss
 from training.optimizer import OptimizerConfig, make_optimizer
+from training.packing import pack_inputs, pack_targets
 from training.sharding import make_mesh, param_shardings, shard_batch
 from uio2_core.batch import MASK_KEYS, MODALITY_KEYS
 from uio2_core.model import TARGET_MODALITIES, UIO2Model
@@ -44,6 +45,9 @@ class TrainConfig:
     z_loss: float = Z_LOSS
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     mesh: tuple[int, int, int] = (-1, 1, 1)  # (data, fsdp, model); -1 = all remaining devices
+    # (encoder, decoder) token budgets: pack two examples per row (training/packing.py); the data side
+    # must pair examples so that both fit (tokens beyond a budget would be cut).
+    pack: tuple[int, int] | None = None
 
 
 def split_batch(batch: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
@@ -93,8 +97,11 @@ class Trainer:
     def _loss(self, params: dict, batch: dict) -> tuple[jax.Array, dict]:
         inputs, targets, masks, segments = split_batch(batch)
         model = self.merged_model(params)
-        seq = model.embed_inputs(inputs)
-        enc = model.encode_sequence(seq, batch.get("segments/inputs"))
+        if self.cfg.pack is not None:
+            enc = pack_inputs(model, inputs, self.cfg.pack[0])
+            targets, masks, segments = pack_targets(targets, masks, self.cfg.pack[1])
+        else:
+            enc = model.encode_sequence(model.embed_inputs(inputs), batch.get("segments/inputs"))
         logits = model.decode(enc, targets, masks, segments or None)
         return uio2_loss(logits, targets, masks, self.cfg.z_loss)
 
