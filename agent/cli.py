@@ -89,14 +89,81 @@ def _cmd_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> in
     return 0
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def _cmd_collect(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
+    from agent.envs import resolve_env
+    from agent.features import features_for
+    from agent.metrics import format_table, summarize
+    from agent.recording import TrajectoryRecorder
+    from agent.rollout import evaluate
+    from agent.sinks import RecordingSink
+    from policies.registry import make_policy
+
+    entries = resolve_env(args.env, **_env_kwargs(args, dotted))
+    probe = entries[0].make()
+    features = features_for(probe.observation_space, probe.action_space, depth_stride=args.depth_stride)
+    fps = int(probe.metadata.get("render_fps", 10) or 10)
+    probe.close()
+    policy = make_policy(args.policy, model=args.model, seed=args.seed, **dotted["policy"])
+    with TrajectoryRecorder(args.out, fps, features, robot_type=args.env.split("/")[0]) as recorder:
+        sink = lambda: RecordingSink(recorder, args.env, args.depth_stride)  # noqa: E731
+        run = dict(env_id=args.env, num_envs=args.num_envs, sinks=[sink], max_steps=args.max_steps)
+        episodes = evaluate(entries, policy, args.episodes, args.seed, **run)
+        total = recorder.num_episodes
+    print(format_table(summarize(episodes)))
+    print(f"{len(episodes)} episodes recorded; the dataset at {args.out} now holds {total}")
+    return 0
+
+
+def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
+    """One episode, printed step by step, with a video."""
+    from agent.envs import resolve_env
+    from agent.rollout import EpisodeSink, evaluate
+    from agent.sinks import VideoSink
+    from policies.registry import make_policy
+
+    class Printer(EpisodeSink):
+        def step(self, obs, action, reward, terminated, truncated, info, policy_info) -> None:
+            self.t = getattr(self, "t", 0) + 1
+            text = policy_info.get("decoded_text") or action
+            print(
+                f"step {self.t:3d}: {text}  reward={reward:.3f}  success={bool(info.get('success', False))}"
+            )
+
+    kwargs = {**_env_kwargs(args, dotted), "render_mode": "rgb_array"}
+    entries = resolve_env(args.env, **kwargs)[:1]
+    policy = make_policy(args.policy, model=args.model, seed=args.seed, **dotted["policy"])
+    out = Path(args.out)
+    sinks = [Printer, lambda: VideoSink(out, suffix=args.video_format)]
+    (result,) = evaluate(entries, policy, 1, args.seed, env_id=args.env, sinks=sinks, show_progress=False,
+                         max_steps=args.max_steps)  # fmt: skip
+    (out / "rollout.json").write_text(json.dumps(result, indent=2))
+    print(f"success={result['success']} steps={result['steps']}; video {result['video']}, "
+          f"result {out / 'rollout.json'}")  # fmt: skip
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from training.run import train
+
+    data = [d for d in args.data.split(",") if d]
+    summary = train(data, args.model, args.steps, args.out, batch_size=args.batch_size, seed=args.seed,
+                    learning_rate=args.learning_rate, warmup_steps=args.warmup_steps)  # fmt: skip
+    print(json.dumps(summary, indent=2))
+    print(
+        f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
+    )
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser, episodes: bool = True) -> None:
     p.add_argument(
         "--env", required=True, help="tabletop/<task> | tabletop/L1..L4 | pointnav | pointnav-audio | ..."
     )
     p.add_argument("--policy", required=True, help="oracle | random | uio2")
     p.add_argument("--model", default="tiny", help="uio2 model: tiny | large | xl | xxl | checkpoint path")
     p.add_argument("--level", default=None, choices=["L1", "L2", "L3", "L4"], help="tabletop pools")
-    p.add_argument("--episodes", type=int, required=True, help="episodes per task")
+    if episodes:
+        p.add_argument("--episodes", type=int, required=True, help="episodes per task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--num-envs", type=int, default=1, help="env copies stepped together (one batched policy call)"
@@ -117,6 +184,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(ev)
     ev.add_argument("--out", required=True)
     ev.set_defaults(func=_cmd_eval, dotted=True)
+
+    col = sub.add_parser("collect", help="record episodes into a LeRobot v3 dataset (appends)")
+    _add_run_options(col)
+    col.add_argument("--out", required=True, help="dataset directory")
+    col.add_argument("--depth-stride", type=int, default=1, help="keep every n-th depth pixel")
+    col.set_defaults(func=_cmd_collect, dotted=True)
+
+    ro = sub.add_parser("rollout", help="watch one episode: steps printed, video written")
+    _add_run_options(ro, episodes=False)
+    ro.add_argument("--out", required=True)
+    ro.add_argument("--video-format", choices=[".gif", ".mp4"], default=".gif")
+    ro.set_defaults(func=_cmd_rollout, dotted=True)
+
+    tr = sub.add_parser("train", help="train on recorded datasets -> RUN_DIR (usable as --model RUN_DIR)")
+    tr.add_argument("--data", required=True, help="DATASET_DIR[,DATASET_DIR...]")
+    tr.add_argument("--model", default="tiny", help="config to start from: tiny | large | xl | xxl")
+    tr.add_argument("--steps", type=int, required=True)
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--batch-size", type=int, default=8)
+    tr.add_argument("--learning-rate", type=float, default=1e-2)
+    tr.add_argument("--warmup-steps", type=int, default=50)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=_cmd_train)
 
     demo = sub.add_parser("demo", help="the README's main job -> OUT/summary.json")
     demo.add_argument("--out", required=True, help="output directory")

@@ -65,7 +65,7 @@ class UIO2Policy:
         *,
         decode: DecodeConfig | None = None,
         text_len: int = 128,
-        max_frames: int | None = None,
+        max_frames: int = 4,  # history slots: the released default (num_frames 4); training uses the same
         template: int = 0,
         view: str = "front",
         seed: int = 0,
@@ -73,7 +73,11 @@ class UIO2Policy:
         self.model, self.vocab = model, vocab
         self.decode_cfg = decode or DecodeConfig(method="greedy")
         self.template, self.view = template, view
-        self.max_frames = max_frames or model.cfg.image_history.max_frames
+        if not 1 <= max_frames <= model.cfg.image_history.max_frames:
+            raise ValueError(
+                f"max_frames must be in 1..{model.cfg.image_history.max_frames}, got {max_frames}"
+            )
+        self.max_frames = max_frames
         self.text_len = text_len
         self.rng = jax.random.key(seed)
         self.rows: list[_Row] = []

@@ -1,0 +1,46 @@
+"""`uio2 train`: recorded datasets -> a trained UIO2 in RUN_DIR (params usable as `--model RUN_DIR`).
+
+RUN_DIR holds `run.json` (data and training settings), `metrics.jsonl`, `checkpoints/` (full training
+state, for resuming) and `model.json` + `params/` (the final parameters, uio2_core.weights).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from training.data import ExampleBuilder, TrainingData
+from training.optimizer import OptimizerConfig
+from training.trainer import TrainConfig, Trainer
+from uio2_core.config import CONFIG_NAMES, get_config
+from uio2_core.model import build_model
+from uio2_core.vocab import tiny_vocabulary
+from uio2_core.weights import save_params
+
+
+def train(
+    data: list[str], model: str, steps: int, out: str | Path, *, batch_size: int = 8, seed: int = 0,
+    learning_rate: float = 1e-2, warmup_steps: int = 50, text_len: int = 128, max_frames: int = 4,
+    mesh: tuple[int, int, int] = (-1, 1, 1), progress: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    if model not in CONFIG_NAMES:
+        raise ValueError(f"--model {model!r}: training starts from a config name ({', '.join(CONFIG_NAMES)})")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = get_config(model)
+    vocab = tiny_vocabulary()
+    builder = ExampleBuilder(cfg, vocab, text_len=text_len, max_frames=max_frames)
+    dataset = TrainingData(data, builder, batch_size, seed=seed)
+    opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps)
+    tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=max(steps // 4, 1), optimizer=opt)
+    settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames}
+    meta = {"model": model, "data": data, "train": settings}
+    (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+    trainer = Trainer(build_model(cfg, seed=seed, with_vqgan=False), tcfg, out)
+    history = trainer.fit(dataset.batch_at, progress=progress)
+    save_params(trainer.merged_model(), out, {"text_len": text_len, "max_frames": max_frames})
+    last = history[-1] if history else {}
+    return {"steps": trainer.step_count, "final_loss": last.get("loss"), "dataset_steps": dataset.num_steps,
+            "run_dir": str(out)}  # fmt: skip
