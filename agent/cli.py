@@ -21,7 +21,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
-    summary = run_demo(args.out, seed=args.seed)
+    run_demo(args.out, seed=args.seed, quick=args.quick)
+    return 0
+
+
+def _cmd_showcase(args: argparse.Namespace) -> int:
+    from agent.showcase import run_showcase
+
+    summary = run_showcase(args.out, seed=args.seed)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -211,7 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the README's main job -> OUT/summary.json")
     demo.add_argument("--out", required=True, help="output directory")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quick", action="store_true", help="a much smaller run (for tests)")
     demo.set_defaults(func=_cmd_demo)
+
+    show = sub.add_parser("showcase", help="the tiny model end to end on one synthetic observation")
+    show.add_argument("--out", required=True)
+    show.add_argument("--seed", type=int, default=0)
+    show.set_defaults(func=_cmd_showcase)
     return parser
 
 
