@@ -30,11 +30,9 @@ class EnvEntry:
 
 def register_all() -> None:
     """Register every env of the project with Gymnasium (idempotent)."""
-    from envs.pointnav import register_envs as register_pointnav
-    from envs.tabletop import register_envs as register_tabletop
+    from envs import register_envs
 
-    register_pointnav()
-    register_tabletop()
+    register_envs()
 
 
 def resolve_env(env: str, **kwargs: Any) -> list[EnvEntry]:

@@ -23,6 +23,10 @@ def load_uio2(model: str = "tiny", *, seed: int = 0, tokenizer: str | None = Non
             vocab,
             f"{model} (random init, seed {seed})",
         )
+    from uio2_core.weights import is_params_dir, load_params
+
+    if is_params_dir(model):
+        return load_params(model), vocab, model
     try:
         from uio2_core.checkpoints import load_model
     except ImportError as err:

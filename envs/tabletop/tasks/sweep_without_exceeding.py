@@ -1,0 +1,185 @@
+"""12 sweep_without_exceeding: spatula task, "Sweep two {swept_obj} into {bounds} without exceeding
+{constraint}." The zone is a three-sided rectangle open towards the robot; the constraint line lies inside it,
+so a block pushed too deep crosses the line."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pybullet as p
+
+from envs.tabletop.engine import World
+from envs.tabletop.tasks.base import Placeholder, SceneObject, Task, make_action
+
+NUMBERS = {1: "one", 2: "two", 3: "three"}
+ZONE_HX, ZONE_HY, WALL = 0.06, 0.10, 0.01  # three-sided rectangle half extents and wall thickness (shapes.py)
+LINE_DX = 0.02  # constraint line x offset from the zone centre
+BLOCK_HALF = 0.015
+LANE_MAX = 0.068  # blocks further off the zone axis cannot be pushed straight in
+WALL_TOL = 0.004  # a block resting against a side wall (a rotated cube pokes out a little) is inside
+
+
+class SweepWithoutExceeding(Task):
+    """Success: exactly N blocks of the swept texture fully inside the zone (between its opening and the
+    line), none ever touching/crossing the line (checked every 12 sim steps), no other-texture block inside.
+    Failure: too many inside, a wrong block inside, a line violation, or a block leaving the workspace."""
+
+    name = "sweep_without_exceeding"
+    ee = "spatula"
+    oracle_max_steps = 8
+    pos_eps = 0.05
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.n = 1
+        self.zone = np.zeros(2)
+        self.swept: list[int] = []
+        self.others: list[int] = []
+        self.violated = False
+
+    # ------------------------------------------------------------ geometry
+    def line_x(self) -> float:
+        return float(self.zone[0] + LINE_DX)
+
+    def inside(self, world: World, body: int) -> bool:
+        x, y = world.xy(body)
+        zx, zy = self.zone
+        return bool(
+            x - BLOCK_HALF >= zx - ZONE_HX
+            and x + BLOCK_HALF <= self.line_x()
+            and abs(y - zy) + BLOCK_HALF <= ZONE_HY - WALL + WALL_TOL
+        )
+
+    def slots(self) -> list[np.ndarray]:
+        tx = self.zone[0] - ZONE_HX + 0.035
+        return [np.array([tx, self.zone[1] + dy]) for dy in (0.0, -0.05, 0.05)]
+
+    def _monitor(self, world: World) -> None:
+        for b in self.swept:
+            lo, hi = world.aabb(b)
+            if (
+                abs(world.xy(b)[1] - self.zone[1]) <= ZONE_HY + BLOCK_HALF
+                and hi[0] >= self.line_x() - 0.004
+                and lo[0] <= self.line_x() + 0.004
+            ):
+                self.violated = True
+
+    # ------------------------------------------------------------ generation
+    def generate(self, world: World, rng: np.random.Generator) -> None:
+        self.violated = False
+        pools = self.pools
+        self.n = int(rng.integers(1, 4))
+        tex = str(rng.choice(pools.dragged_textures))
+        other_tex = str(rng.choice([t for t in pools.dragged_textures if t != tex]))
+        zone_tex = str(rng.choice(pools.base_textures))
+        line_tex = str(rng.choice([t for t in pools.base_textures if t != zone_tex]))
+        self.zone = np.array([rng.uniform(0.60, 0.66), rng.uniform(-0.25, 0.25)])
+        world.add_object("three-sided rectangle", zone_tex, self.zone, 0.0, role="bounds")
+        line = world.add_object("line", line_tex, [self.line_x(), self.zone[1]], 0.0, role="constraint")
+        # collision-free line: it is a constraint to watch, not a wall
+        p.setCollisionFilterGroupMask(line, -1, 0, 0, physicsClientId=world.client)
+        for link in range(p.getNumJoints(line, physicsClientId=world.client)):
+            p.setCollisionFilterGroupMask(line, link, 0, 0, physicsClientId=world.client)
+        counts = [(tex, self.n + int(rng.integers(1, 3))), (other_tex, int(rng.integers(1, 3)))]
+        layout = self._layout(rng, [t for t, k in counts for _ in range(k)])
+        self.swept, self.others = [], []
+        for t, xy in layout:
+            b = world.add_object("small block", t, xy, float(rng.uniform(0, math.pi / 2)), role="swept")
+            (self.swept if t == tex else self.others).append(b)
+        world.monitor = self._monitor
+        self.prompt = (
+            f"Sweep {NUMBERS[self.n]} {{swept_obj}} into {{bounds}} without exceeding {{constraint}}."
+        )
+        self.placeholders = {
+            "swept_obj": Placeholder("object", [SceneObject("small block", tex, np.zeros(2), 0.0)]),
+            "bounds": Placeholder(
+                "object", [SceneObject("three-sided rectangle", zone_tex, np.zeros(2), 0.0)]
+            ),
+            "constraint": Placeholder("object", [SceneObject("line", line_tex, np.zeros(2), 0.0)]),
+        }
+
+    def _layout(self, rng: np.random.Generator, textures: list[str]) -> list[tuple[str, np.ndarray]]:
+        """Block positions in front of the opening; the first N (swept texture) start in distinct lanes
+        that lead straight into the zone, and the layout is redrawn until a clear plan exists."""
+        zx, zy = self.zone
+        for _ in range(100):
+            lanes = rng.choice([-0.06, 0.0, 0.06], size=self.n, replace=False)
+            placed: list[np.ndarray] = []
+            ok = True
+            for i, _t in enumerate(textures):
+                for _ in range(200):
+                    if i < self.n:
+                        xy = np.array(
+                            [rng.uniform(0.30, zx - 0.16), zy + lanes[i] + rng.uniform(-0.004, 0.004)]
+                        )
+                    else:
+                        xy = np.array(
+                            [rng.uniform(0.30, zx - 0.16), np.clip(zy + rng.uniform(-0.2, 0.2), -0.45, 0.45)]
+                        )
+                    if all(np.linalg.norm(xy - q) > 0.07 for q in placed):
+                        break
+                else:
+                    ok = False
+                    break
+                placed.append(xy)
+            if (
+                ok
+                and len(self._plan_xy({i: q for i, q in enumerate(placed)}, list(range(self.n)), 0)) >= self.n
+            ):
+                return list(zip(textures, placed, strict=True))
+        raise RuntimeError("no block layout with a clear sweeping plan")
+
+    # ------------------------------------------------------------ rules
+    def check(self, world: World) -> tuple[bool, bool]:
+        n_in = sum(self.inside(world, b) for b in self.swept)
+        wrong = any(self.inside(world, b) for b in self.others)
+        failure = self.violated or wrong or n_in > self.n or self.any_out_of_workspace(world)
+        return (n_in == self.n and not failure), failure
+
+    # ------------------------------------------------------------ oracle
+    def plan(self, world: World) -> list[tuple[int, np.ndarray]]:
+        done = sum(self.inside(world, b) for b in self.swept)
+        pos = {b: world.xy(b).copy() for b in self.swept + self.others}
+        return self._plan_xy(pos, [b for b in self.swept if not self.inside(world, b)], done)
+
+    def _plan_xy(
+        self, pos: dict[int, np.ndarray], candidates: list[int], done: int
+    ) -> list[tuple[int, np.ndarray]]:
+        """Greedy straight pushes along +x into the zone, each with a corridor clear of other blocks."""
+        pos = dict(pos)
+        remaining = list(candidates)
+        tx = self.zone[0] - ZONE_HX + 0.035
+        out: list[tuple[int, np.ndarray]] = []
+        while done + len(out) < self.n:
+            options = []
+            for b in remaining:
+                dy = pos[b][1] - self.zone[1]
+                if abs(dy) > LANE_MAX or pos[b][0] > tx - 0.05:
+                    continue
+                slot = np.array([tx, pos[b][1]])
+                if self._clear(pos, b, slot):
+                    options.append((float(pos[b][0]), b, slot))
+            if not options:
+                break
+            _, b, slot = max(options, key=lambda o: o[0])
+            out.append((b, slot))
+            remaining.remove(b)
+            pos[b] = slot
+        return out
+
+    @staticmethod
+    def _clear(pos: dict[int, np.ndarray], body: int, slot: np.ndarray) -> bool:
+        a = pos[body]
+        length = float(slot[0] - a[0])
+        for other, q in pos.items():
+            if other != body and -0.07 <= q[0] - a[0] <= length + 0.03 and abs(q[1] - a[1]) < 0.043:
+                return False
+        return True
+
+    def oracle_action(self, world: World, rng: np.random.Generator) -> dict | None:
+        steps = self.plan(world)
+        if not steps:
+            return None
+        body, slot = steps[0]
+        return make_action(world.xy(body), 0.0, slot, 0.0)
