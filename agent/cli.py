@@ -67,22 +67,39 @@ def _env_kwargs(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> 
     return kwargs
 
 
+def _make_policy(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> Any:
+    """A named policy, or a policy server's client for `remote://HOST:PORT` (the agent layer's job:
+    policies never import agent)."""
+    if args.policy.startswith(("remote://", "ws://", "wss://")):
+        from agent.server.client import RemotePolicy
+
+        return RemotePolicy(args.policy, **dotted["policy"])
+    from policies.registry import make_policy
+
+    return make_policy(args.policy, model=args.model, seed=args.seed, **dotted["policy"])
+
+
+def _cmd_serve(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
+    from agent.server.serve import run_from_args
+
+    return run_from_args(args, dotted["policy"])
+
+
 def _cmd_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
     from agent.envs import resolve_env
     from agent.metrics import format_table, summarize
     from agent.rollout import evaluate
-    from policies.registry import make_policy
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     entries = resolve_env(args.env, **_env_kwargs(args, dotted))
-    policy = make_policy(args.policy, model=args.model, seed=args.seed, **dotted["policy"])
+    policy = _make_policy(args, dotted)
     episodes = evaluate(entries, policy, args.episodes, args.seed, env_id=args.env, num_envs=args.num_envs,
                         max_steps=args.max_steps)  # fmt: skip
     summary = summarize(episodes)
     results = {
         "env": args.env, "policy": args.policy,
-        "model": getattr(policy, "description", args.model) if args.policy == "uio2" else None,
+        "model": None if args.policy in ("oracle", "random") else getattr(policy, "description", args.model),
         "level": args.level, "seed": args.seed, "episodes_per_task": args.episodes,
         "env_options": dotted["env"], "episodes": episodes, "summary": summary,
     }  # fmt: skip
@@ -103,14 +120,13 @@ def _cmd_collect(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
     from agent.recording import TrajectoryRecorder
     from agent.rollout import evaluate
     from agent.sinks import RecordingSink
-    from policies.registry import make_policy
 
     entries = resolve_env(args.env, **_env_kwargs(args, dotted))
     probe = entries[0].make()
     features = features_for(probe.observation_space, probe.action_space, depth_stride=args.depth_stride)
     fps = int(probe.metadata.get("render_fps", 10) or 10)
     probe.close()
-    policy = make_policy(args.policy, model=args.model, seed=args.seed, **dotted["policy"])
+    policy = _make_policy(args, dotted)
     with TrajectoryRecorder(args.out, fps, features, robot_type=args.env.split("/")[0]) as recorder:
         sink = lambda: RecordingSink(recorder, args.env, args.depth_stride)  # noqa: E731
         run = dict(env_id=args.env, num_envs=args.num_envs, sinks=[sink], max_steps=args.max_steps)
@@ -126,7 +142,6 @@ def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
     from agent.envs import resolve_env
     from agent.rollout import EpisodeSink, evaluate
     from agent.sinks import VideoSink
-    from policies.registry import make_policy
 
     class Printer(EpisodeSink):
         def step(self, obs, action, reward, terminated, truncated, info, policy_info) -> None:
@@ -138,7 +153,7 @@ def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
 
     kwargs = {**_env_kwargs(args, dotted), "render_mode": "rgb_array"}
     entries = resolve_env(args.env, **kwargs)[:1]
-    policy = make_policy(args.policy, model=args.model, seed=args.seed, **dotted["policy"])
+    policy = _make_policy(args, dotted)
     out = Path(args.out)
     sinks = [Printer, lambda: VideoSink(out, suffix=args.video_format)]
     (result,) = evaluate(entries, policy, 1, args.seed, env_id=args.env, sinks=sinks, show_progress=False,
@@ -166,7 +181,7 @@ def _add_run_options(p: argparse.ArgumentParser, episodes: bool = True) -> None:
     p.add_argument(
         "--env", required=True, help="tabletop/<task> | tabletop/L1..L4 | pointnav | pointnav-audio | ..."
     )
-    p.add_argument("--policy", required=True, help="oracle | random | uio2")
+    p.add_argument("--policy", required=True, help="oracle | random | uio2 | remote://HOST:PORT")
     p.add_argument("--model", default="tiny", help="uio2 model: tiny | large | xl | xxl | checkpoint path")
     p.add_argument("--level", default=None, choices=["L1", "L2", "L3", "L4"], help="tabletop pools")
     if episodes:
@@ -214,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--warmup-steps", type=int, default=50)
     tr.add_argument("--seed", type=int, default=0)
     tr.set_defaults(func=_cmd_train)
+
+    from agent.server.serve import add_arguments as add_serve_arguments
+
+    sv = sub.add_parser("serve", help="a policy server for --policy remote://HOST:PORT (extra: --policy.K=V)")
+    add_serve_arguments(sv)
+    sv.set_defaults(func=_cmd_serve, dotted=True)
 
     demo = sub.add_parser("demo", help="the README's main job -> OUT/summary.json")
     demo.add_argument("--out", required=True, help="output directory")

@@ -1,0 +1,95 @@
+"""What the server batches over: per-session row state and one call that acts for many rows.
+
+Sessions come and go at any step, so a batch is whichever sessions asked within the window, not a
+fixed set of rows. `reset_row`/`act_batch` cannot express that (act_batch steps *every* row, which
+would push a stale frame into an idle session's history), so the server holds each session's row
+state itself and lends the rows of one batch to a policy instance for one `act_batch` call:
+
+- `UIO2Backend`: one `UIO2Policy` per group (task family x audio, which must not mix in one batch),
+  all sharing one model (loaded and compiled once). A session's state is the policy's row object
+  (history, codec, prompt) made by `reset_batch([task])`; a batch sets `policy.rows` to the rows of
+  the sessions in it. With greedy decoding a session's actions are those of an in-process policy that
+  sees the same rows in the same batches (one row per batch: exactly those of `num_envs=1`).
+- `PerSessionBackend`: any single-episode policy (random, replay, ...): one instance per session,
+  called in a loop; for tests and for serving baselines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol
+
+from policies.base import TaskSpec
+
+
+class RowBackend(Protocol):
+    name: str
+    description: str
+
+    def new_row(self, task: TaskSpec) -> tuple[Hashable, Any]:
+        """(group key, row state) for a new episode; ValueError if the task cannot be served."""
+        ...
+
+    def act_rows(
+        self, key: Hashable, rows: Sequence[Any], observations: Sequence[dict], infos: Sequence[dict]
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        """(action, row info) per row; all rows share `key`; called from one worker thread only."""
+        ...
+
+
+class UIO2Backend:
+    """Batches any mix of UIO2 sessions of one group into one model call."""
+
+    name = "uio2"
+
+    def __init__(self, model: Any, vocab: Any, description: str = "", **policy_kwargs: Any):
+        self.model, self.vocab, self.policy_kwargs = model, vocab, policy_kwargs
+        self.description = description
+        self._policies: dict[Hashable, Any] = {}
+
+    def _policy(self, key: Hashable) -> Any:
+        if key not in self._policies:
+            from policies.uio2_policy import UIO2Policy
+
+            self._policies[key] = UIO2Policy(self.model, self.vocab, **self.policy_kwargs)
+        return self._policies[key]
+
+    def new_row(self, task: TaskSpec) -> tuple[Hashable, Any]:
+        from policies.uio2_policy import task_family
+
+        key = (task_family(task.action_space), "audio" in getattr(task.observation_space, "spaces", {}))
+        policy = self._policy(key)
+        policy.reset_batch([task])  # builds the row (prompt images, codec) and the group's input builder
+        return key, policy.rows[0]
+
+    def act_rows(
+        self, key: Hashable, rows: Sequence[Any], observations: Sequence[dict], infos: Sequence[dict]
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        policy = self._policies[key]
+        policy.rows = list(rows)
+        policy.last_infos = [{} for _ in rows]
+        actions = policy.act_batch(list(observations), list(infos))
+        return [(a, policy.row_info(i)) for i, a in enumerate(actions)]
+
+
+class PerSessionBackend:
+    """One single-episode policy per session (no model batching); `make` builds a fresh one."""
+
+    def __init__(self, make: Callable[[], Any], description: str = ""):
+        self.make = make
+        probe = make()
+        self.name = getattr(probe, "name", type(probe).__name__)
+        self.description = description or self.name
+
+    def new_row(self, task: TaskSpec) -> tuple[Hashable, Any]:
+        policy = self.make()
+        policy.reset(task)
+        return "all", policy
+
+    def act_rows(
+        self, key: Hashable, rows: Sequence[Any], observations: Sequence[dict], infos: Sequence[dict]
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        out = []
+        for policy, obs, info in zip(rows, observations, infos, strict=True):
+            out.append((policy.act(obs, info), dict(getattr(policy, "last_info", {}) or {})))
+        return out

@@ -1,0 +1,98 @@
+"""The tiny UIO2 model through the policy server: same episodes as in-process, and real batching."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from agent.envs import resolve_env
+from agent.rollout import EpisodeSink, evaluate
+from agent.server.backends import UIO2Backend
+from agent.server.client import RemotePolicy, fetch_json
+from agent.server.server import ServerConfig, ServerThread
+from policies.uio2_policy import UIO2Policy
+
+POLICY_KWARGS = dict(max_frames=4, text_len=96)
+POINTNAV = dict(width=32, height=32, max_episode_steps=6)
+ENVS = [  # (env, kwargs, episodes, num_envs)
+    ("pointnav", POINTNAV, 2, 1),
+    ("tabletop/visual_manipulation", {}, 1, 1),
+    ("pointnav", POINTNAV, 3, 2),  # a vectorised client: its rows form one server batch, as in-process
+]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from policies.registry import load_uio2
+
+    model, vocab, description = load_uio2("tiny")
+    return model, vocab, description
+
+
+@pytest.fixture(scope="module")
+def server(tiny):
+    model, vocab, description = tiny
+    backend = UIO2Backend(model, vocab, description, **POLICY_KWARGS)
+    with ServerThread(backend, ServerConfig(port=0, batch_window_ms=50)) as running:
+        yield running
+
+
+class _Recorder(EpisodeSink):
+    def __init__(self, log: list):
+        self.log = log
+
+    def step(self, obs, action, reward, terminated, truncated, info, policy_info):
+        self.log.append((_plain(action), policy_info.get("decoded_text"), policy_info.get("fallback")))
+
+
+def _plain(action):
+    if isinstance(action, dict):
+        return {k: np.asarray(v).tolist() for k, v in action.items()}
+    return int(action)
+
+
+def _run(policy, env, kwargs, episodes, num_envs=1):
+    log: list = []
+    results = evaluate(resolve_env(env, **kwargs), policy, episodes, 3, env_id=env, num_envs=num_envs,
+                       sinks=[lambda: _Recorder(log)], show_progress=False)  # fmt: skip
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in results], log
+
+
+@pytest.mark.parametrize(("env", "kwargs", "episodes", "num_envs"), ENVS)
+def test_results_through_the_server_equal_in_process_results(tiny, server, env, kwargs, episodes, num_envs):
+    model, vocab, _ = tiny
+    local = UIO2Policy(model, vocab, **POLICY_KWARGS)
+    local_results, local_steps = _run(local, env, kwargs, episodes, num_envs)
+    with RemotePolicy(server.url, timeout=120) as remote:
+        remote_results, remote_steps = _run(remote, env, kwargs, episodes, num_envs)
+    assert remote_results == local_results
+    assert remote_steps == local_steps
+    assert len(local_steps) >= episodes and all(text for _, text, _ in local_steps)
+
+
+def test_concurrent_clients_are_batched_into_one_model_call(server):
+    kwargs = POINTNAV
+    before = fetch_json(server.url)["batch_size"]["histogram"]
+    errors: list = []
+    barrier = threading.Barrier(3)
+
+    def client() -> None:
+        try:
+            with RemotePolicy(server.url, timeout=120) as remote:
+                barrier.wait(timeout=60)
+                evaluate(resolve_env("pointnav", **kwargs), remote, 1, 0, env_id="pointnav",
+                         show_progress=False, max_steps=3)  # fmt: skip
+        except Exception as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    metrics = fetch_json(server.url)
+    after = metrics["batch_size"]["histogram"]
+    new = {int(k): v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    assert max(new) > 1, new
+    assert metrics["sessions"] == 0  # every client's session freed on close
