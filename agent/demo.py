@@ -1,6 +1,7 @@
 """`uio2 demo`: the README's main job, through the same commands a user would type.
 
-1. make short PointNav episode sets (train / held-out eval) by Habitat's generator rules,
+1. make short PointNav episode sets (train / held-out eval, 1-3 m, straight paths allowed) with
+   Habitat's generator,
 2. `uio2 collect` oracle trajectories on the training episodes (LeRobot v3 dataset),
 3. `uio2 train` a tiny UIO2 on them from scratch,
 4. `uio2 eval` random, oracle and the trained UIO2 on the held-out episodes,
@@ -29,7 +30,12 @@ def _episodes(path: Path, seed: int, scenes: range, per_scene: int) -> Path:
     episodes = []
     for s in scenes:
         nav = NavGrid(procedural_scene(s))
-        episodes += [generate_episode(nav, rng, len(episodes), near=1.0, far=3.0) for _ in range(per_scene)]
+        # short, mostly straight episodes (Habitat's generator with near=1, far=3 m and no rejection of
+        # straight paths): within reach of a tiny model trained for a few minutes on a CPU
+        episodes += [
+            generate_episode(nav, rng, len(episodes), near=1.0, far=3.0, ratio_threshold=1.0)
+            for _ in range(per_scene)
+        ]
     save_episodes(episodes, path)
     return path
 
