@@ -168,8 +168,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from training.run import train
 
     data = [d for d in args.data.split(",") if d]
+    mesh = tuple(int(x) for x in args.mesh.split(","))
+    if len(mesh) != 3:
+        raise ValueError(f"--mesh takes data,fsdp,model (e.g. -1,1,1), got {args.mesh!r}")
     summary = train(data, args.model, args.steps, args.out, batch_size=args.batch_size, seed=args.seed,
-                    learning_rate=args.learning_rate, warmup_steps=args.warmup_steps)  # fmt: skip
+                    learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, mesh=mesh,
+                    distributed=args.distributed)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -228,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--learning-rate", type=float, default=1e-2)
     tr.add_argument("--warmup-steps", type=int, default=50)
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--mesh", default="-1,1,1", help="device mesh data,fsdp,model (-1: the remaining devices)"
+    )
+    tr.add_argument(
+        "--distributed", action="store_true", help="multi-host: jax.distributed.initialize() first"
+    )
     tr.set_defaults(func=_cmd_train)
 
     from agent.server.serve import add_arguments as add_serve_arguments

@@ -23,10 +23,16 @@ from uio2_core.weights import save_params
 def train(
     data: list[str], model: str, steps: int, out: str | Path, *, batch_size: int = 8, seed: int = 0,
     learning_rate: float = 1e-2, warmup_steps: int = 50, text_len: int = 128, max_frames: int = 4,
-    mesh: tuple[int, int, int] = (-1, 1, 1), progress: bool = True,
+    mesh: tuple[int, int, int] = (-1, 1, 1), progress: bool = True, distributed: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     if model not in CONFIG_NAMES:
         raise ValueError(f"--model {model!r}: training starts from a config name ({', '.join(CONFIG_NAMES)})")
+    if distributed:
+        import jax
+
+        # multi-host: every host runs this same command; coordinates come from the cluster's env
+        # (JAX_COORDINATOR_ADDRESS / process ids, or TPU/SLURM auto-detection)
+        jax.distributed.initialize()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = get_config(model)
