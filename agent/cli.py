@@ -181,6 +181,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from uio2_core.checkpoints.convert import convert
+
+    convert(args.src, args.dst, progress=True, to=args.to)
+    print(f"converted {args.src} -> {args.dst}")
+    return 0
+
+
 def _add_run_options(p: argparse.ArgumentParser, episodes: bool = True) -> None:
     p.add_argument(
         "--env", required=True, help="tabletop/<task> | tabletop/L1..L4 | pointnav | pointnav-audio | ..."
@@ -240,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.set_defaults(func=_cmd_train)
 
+    conv = sub.add_parser("convert", help="between official PyTorch / T5X checkpoints and ours")
+    conv.add_argument("src")
+    conv.add_argument("dst", help="a new directory (nothing is written on failure)")
+    conv.add_argument("--to", choices=["ours", "hf", "hf-safetensors"], default=None,
+                      help="target format (default: official -> ours, ours -> hf)")  # fmt: skip
+    conv.set_defaults(func=_cmd_convert)
+
     from agent.server.serve import add_arguments as add_serve_arguments
 
     sv = sub.add_parser("serve", help="a policy server for --policy remote://HOST:PORT (extra: --policy.K=V)")
@@ -268,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "dotted", False):
             return args.func(args, parse_dotted(extra))
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"uio2 {args.command}: error: {err}", file=sys.stderr)
         return 2
 

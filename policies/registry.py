@@ -11,7 +11,7 @@ POLICY_NAMES = ("oracle", "random", "uio2")
 
 def load_uio2(model: str = "tiny", *, seed: int = 0, tokenizer: str | None = None) -> tuple[Any, Any, str]:
     """(model, vocabulary, description). A config name builds randomly initialised weights (seeded);
-    a path loads a checkpoint (official or ours) when the checkpoint importer is installed."""
+    a path loads a checkpoint: official HF / T5X or ours (e.g. a `uio2 train` run dir), without VQ-GANs."""
     from uio2_core.config import CONFIG_NAMES, get_config
     from uio2_core.model import build_model
     from uio2_core.vocab import Vocabulary, tiny_vocabulary
@@ -23,16 +23,8 @@ def load_uio2(model: str = "tiny", *, seed: int = 0, tokenizer: str | None = Non
             vocab,
             f"{model} (random init, seed {seed})",
         )
-    from uio2_core.weights import is_params_dir, load_params
+    from uio2_core.checkpoints.formats import load_model
 
-    if is_params_dir(model):
-        return load_params(model), vocab, model
-    try:
-        from uio2_core.checkpoints import load_model
-    except ImportError as err:
-        raise ValueError(
-            f"--model {model!r}: loading checkpoints needs uio2_core.checkpoints ({err})"
-        ) from err
     return load_model(model, with_vqgan=False), vocab, model
 
 

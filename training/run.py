@@ -1,7 +1,7 @@
 """`uio2 train`: recorded datasets -> a trained UIO2 in RUN_DIR (params usable as `--model RUN_DIR`).
 
 RUN_DIR holds `run.json` (data and training settings), `metrics.jsonl`, `checkpoints/` (full training
-state, for resuming) and `model.json` + `params/` (the final parameters, uio2_core.weights).
+state, for resuming) and `model.json` + `params/` (the final parameters, uio2_core.checkpoints.ours).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 from training.data import ExampleBuilder, TrainingData
 from training.optimizer import OptimizerConfig
 from training.trainer import TrainConfig, Trainer
+from uio2_core.checkpoints.ours import save_params
 from uio2_core.config import CONFIG_NAMES, get_config
 from uio2_core.model import build_model
 from uio2_core.vocab import tiny_vocabulary
-from uio2_core.weights import save_params
 
 
 def train(

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
 from training.objective import Z_LOSS, uio2_loss
 from training.optimizer import OptimizerConfig, make_optimizer
@@ -74,13 +75,24 @@ class Trainer:
         self.param_shardings = param_shardings(pure, self.mesh)
         pure = jax.device_put(pure, self.param_shardings)
         self.tx = make_optimizer(cfg.optimizer, pure)
-        self.state: dict[str, Any] = {
-            "params": pure,
-            "opt_state": jax.jit(self.tx.init)(pure),
-            "step": jnp.zeros((), jnp.int32),
-            "rng": jax.random.key_data(jax.random.key(cfg.seed)),
+        opt_state = jax.jit(self.tx.init)(pure)
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        # Pin every leaf's sharding, in and out: otherwise the first step's outputs come back laid out
+        # differently from the initial state and the second step compiles all over again.
+        self.state_shardings = {
+            "params": self.param_shardings,
+            "opt_state": jax.tree.map(lambda _: replicated, opt_state),
+            "step": replicated,
+            "rng": replicated,
         }
-        self._step_fn = jax.jit(self._train_step, donate_argnums=(0,))
+        self.state: dict[str, Any] = jax.device_put(
+            {"params": pure, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32),
+             "rng": jax.random.key_data(jax.random.key(cfg.seed))},
+            self.state_shardings,
+        )  # fmt: skip
+        self._step_fn = jax.jit(
+            self._train_step, donate_argnums=(0,), out_shardings=(self.state_shardings, replicated)
+        )
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.manager = None
         if self.out_dir is not None:
