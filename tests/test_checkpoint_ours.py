@@ -61,16 +61,6 @@ def test_params_round_trip_and_pruned_restore(tmp_path, model):
     assert not any("vqgan" in str(k) for k in c)
 
 
-def test_params_dir_is_readable_by_uio2_core_weights(tmp_path, model):
-    from uio2_core.weights import load_params
-
-    ours.save_params(model, tmp_path / "m")
-    # with_vqgan=False would need orbax's partial_restore in uio2_core.weights (reported to the lead)
-    loaded = load_params(tmp_path / "m", with_vqgan=True)
-    k = ("encoder", "layers_1", "mlp", "wo", "kernel")
-    np.testing.assert_array_equal(_params(loaded)[k], _params(model)[k])
-
-
 def test_training_state_round_trip(tmp_path, model):
     full = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     params = {

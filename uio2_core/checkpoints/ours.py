@@ -1,6 +1,6 @@
 """Our own orbax checkpoints: parameters only, or a full training state, restorable onto abstract shapes.
 
-Params directory (compatible with uio2_core.weights): `model.json` ({"config": name, "uio2_config":
+Params directory (what `uio2 train` leaves in RUN_DIR): `model.json` ({"config": name, "uio2_config":
 exact config, "format": "uio2-params"}) + `params/` (orbax PyTree). A training-state directory adds
 optimiser state, step, RNG key data and the data position under `state/` with `train_state.json`.
 Restores take the target's shardings from the abstract tree, so the same code serves sharded runs.
