@@ -173,7 +173,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--mesh takes data,fsdp,model (e.g. -1,1,1), got {args.mesh!r}")
     summary = train(data, args.model, args.steps, args.out, batch_size=args.batch_size, seed=args.seed,
                     learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, mesh=mesh,
-                    distributed=args.distributed)  # fmt: skip
+                    distributed=args.distributed, tokenizer=args.tokenizer)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -233,7 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train on recorded datasets -> RUN_DIR (usable as --model RUN_DIR)")
     tr.add_argument("--data", required=True, help="DATASET_DIR[,DATASET_DIR...]")
-    tr.add_argument("--model", default="tiny", help="config to start from: tiny | large | xl | xxl")
+    tr.add_argument(
+        "--model",
+        default="tiny",
+        help="a config (tiny|large|xl|xxl: random init) or a checkpoint (HF, T5X, ours)",
+    )
+    tr.add_argument(
+        "--tokenizer", default=None, help="SentencePiece model (LLaMA's tokenizer.model for official weights)"
+    )
     tr.add_argument("--steps", type=int, required=True)
     tr.add_argument("--out", required=True)
     tr.add_argument("--batch-size", type=int, default=8)

@@ -17,16 +17,15 @@ from training.trainer import TrainConfig, Trainer
 from uio2_core.checkpoints.ours import save_params
 from uio2_core.config import CONFIG_NAMES, get_config
 from uio2_core.model import build_model
-from uio2_core.vocab import tiny_vocabulary
+from uio2_core.vocab import Vocabulary, tiny_vocabulary
 
 
 def train(
     data: list[str], model: str, steps: int, out: str | Path, *, batch_size: int = 8, seed: int = 0,
     learning_rate: float = 1e-2, warmup_steps: int = 50, text_len: int = 128, max_frames: int = 4,
     mesh: tuple[int, int, int] = (-1, 1, 1), progress: bool = True, distributed: bool = False,
+    tokenizer: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    if model not in CONFIG_NAMES:
-        raise ValueError(f"--model {model!r}: training starts from a config name ({', '.join(CONFIG_NAMES)})")
     if distributed:
         import jax
 
@@ -35,8 +34,14 @@ def train(
         jax.distributed.initialize()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = get_config(model)
-    vocab = tiny_vocabulary()
+    if model in CONFIG_NAMES:
+        net = build_model(get_config(model), seed=seed, with_vqgan=False)
+    else:  # an official HF / T5X checkpoint or one of ours (e.g. a previous run): fine-tune it
+        from uio2_core.checkpoints.formats import load_model
+
+        net = load_model(model, with_vqgan=False)
+    cfg = net.cfg
+    vocab = tiny_vocabulary() if tokenizer is None else Vocabulary.load(tokenizer)
     builder = ExampleBuilder(cfg, vocab, text_len=text_len, max_frames=max_frames)
     dataset = TrainingData(data, builder, batch_size, seed=seed)
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps)
@@ -44,7 +49,7 @@ def train(
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames}
     meta = {"model": model, "data": data, "train": settings}
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
-    trainer = Trainer(build_model(cfg, seed=seed, with_vqgan=False), tcfg, out)
+    trainer = Trainer(net, tcfg, out)
     history = trainer.fit(dataset.batch_at, progress=progress)
     save_params(trainer.merged_model(), out, {"text_len": text_len, "max_frames": max_frames})
     last = history[-1] if history else {}
