@@ -164,16 +164,39 @@ def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
+    """Rollouts of the model being trained, at every checkpoint (the agent layer's job)."""
+    from agent.envs import resolve_env
+    from agent.metrics import summarize
+    from agent.rollout import evaluate
+    from policies.uio2_policy import UIO2Policy
+    from uio2_core.vocab import Vocabulary, tiny_vocabulary
+
+    entries = resolve_env(args.eval_env, **dotted["env"])
+    vocab = Vocabulary.load(args.tokenizer) if args.tokenizer else tiny_vocabulary()
+
+    def run(model, step: int) -> dict:
+        policy = UIO2Policy(model, vocab, seed=args.seed)
+        episodes = evaluate(entries, policy, args.eval_episodes, 10_000, env_id=args.eval_env, num_envs=4,
+                            show_progress=False)  # fmt: skip
+        s = summarize(episodes)
+        return {k: s[k] for k in ("success_rate", "success_ci95", "spl", "soft_spl") if k in s}
+
+    return run
+
+
+def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
     from training.run import train
 
     data = [d for d in args.data.split(",") if d]
     mesh = tuple(int(x) for x in args.mesh.split(","))
     if len(mesh) != 3:
         raise ValueError(f"--mesh takes data,fsdp,model (e.g. -1,1,1), got {args.mesh!r}")
+    evaluate = _periodic_eval(args, dotted) if args.eval_env else None
     summary = train(data, args.model, args.steps, args.out, batch_size=args.batch_size, seed=args.seed,
                     learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, mesh=mesh,
-                    distributed=args.distributed, tokenizer=args.tokenizer)  # fmt: skip
+                    distributed=args.distributed, tokenizer=args.tokenizer, evaluate=evaluate,
+                    checkpoint_every=args.eval_every)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -253,7 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--distributed", action="store_true", help="multi-host: jax.distributed.initialize() first"
     )
-    tr.set_defaults(func=_cmd_train)
+    tr.add_argument(
+        "--eval-env", default=None, help="evaluate by rollouts at every checkpoint (--env.K=V apply)"
+    )
+    tr.add_argument("--eval-every", type=int, default=None, help="checkpoint (and evaluate) every N steps")
+    tr.add_argument("--eval-episodes", type=int, default=10)
+    tr.set_defaults(func=_cmd_train, dotted=True)
 
     conv = sub.add_parser("convert", help="between official PyTorch / T5X checkpoints and ours")
     conv.add_argument("src")

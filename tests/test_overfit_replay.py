@@ -46,7 +46,10 @@ def test_overfit_two_episodes_then_replay_them(tmp_path):
         == 0
     )
     train = ["train", "--data", str(data), "--steps", "150", "--batch-size", "8", "--warmup-steps", "10"]
-    assert main([*train, "--learning-rate", "0.02", "--out", str(run)]) == 0
+    periodic = ["--eval-env", "pointnav", "--eval-every", "75", "--eval-episodes", "2", *opts]
+    assert main([*train, "--learning-rate", "0.02", "--out", str(run), *periodic]) == 0
+    evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [75, 150] and evals[-1]["success_rate"] == 1.0
     losses = [line for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert json.loads(losses[-1])["loss"] < 0.05
 

@@ -1,12 +1,14 @@
 """`uio2 train`: recorded datasets -> a trained UIO2 in RUN_DIR (params usable as `--model RUN_DIR`).
 
-RUN_DIR holds `run.json` (data and training settings), `metrics.jsonl`, `checkpoints/` (full training
+RUN_DIR holds `run.json` (data and training settings), `metrics.jsonl`, `eval.jsonl` (periodic
+rollout evaluations, when asked for), `checkpoints/` (full training
 state, for resuming) and `model.json` + `params/` (the final parameters, uio2_core.checkpoints.ours).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from training.optimizer import OptimizerConfig
 from training.trainer import TrainConfig, Trainer
 from uio2_core.checkpoints.ours import save_params
 from uio2_core.config import CONFIG_NAMES, get_config
-from uio2_core.model import build_model
+from uio2_core.model import UIO2Model, build_model
 from uio2_core.vocab import Vocabulary, tiny_vocabulary
 
 
@@ -24,7 +26,8 @@ def train(
     data: list[str], model: str, steps: int, out: str | Path, *, batch_size: int = 8, seed: int = 0,
     learning_rate: float = 1e-2, warmup_steps: int = 50, text_len: int = 128, max_frames: int = 4,
     mesh: tuple[int, int, int] = (-1, 1, 1), progress: bool = True, distributed: bool = False,
-    tokenizer: str | None = None,
+    tokenizer: str | None = None, evaluate: Callable[[UIO2Model, int], dict] | None = None,
+    checkpoint_every: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     if distributed:
         import jax
@@ -45,12 +48,21 @@ def train(
     builder = ExampleBuilder(cfg, vocab, text_len=text_len, max_frames=max_frames)
     dataset = TrainingData(data, builder, batch_size, seed=seed)
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps)
-    tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=max(steps // 4, 1), optimizer=opt)
+    every = checkpoint_every or max(steps // 4, 1)
+    tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt)
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames}
     meta = {"model": model, "data": data, "train": settings}
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     trainer = Trainer(net, tcfg, out)
-    history = trainer.fit(dataset.batch_at, progress=progress)
+    on_checkpoint = None
+    if evaluate is not None:
+
+        def on_checkpoint(t: Trainer) -> None:
+            result = {"step": t.step_count, **evaluate(t.merged_model(), t.step_count)}
+            with (out / "eval.jsonl").open("a") as f:
+                f.write(json.dumps(result) + "\n")
+
+    history = trainer.fit(dataset.batch_at, progress=progress, on_checkpoint=on_checkpoint)
     save_params(trainer.merged_model(), out, {"text_len": text_len, "max_frames": max_frames})
     last = history[-1] if history else {}
     return {"steps": trainer.step_count, "final_loss": last.get("loss"), "dataset_steps": dataset.num_steps,

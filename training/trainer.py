@@ -152,9 +152,15 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(
-        self, batch_at: Callable[[int], dict], *, resume: bool = True, progress: bool = True
+        self,
+        batch_at: Callable[[int], dict],
+        *,
+        resume: bool = True,
+        progress: bool = True,
+        on_checkpoint: Callable[[Trainer], None] | None = None,
     ) -> list[dict]:
-        """Train to `cfg.steps`; batch k is `batch_at(k)`. Appends metrics to OUT/metrics.jsonl."""
+        """Train to `cfg.steps`; batch k is `batch_at(k)`. Appends metrics to OUT/metrics.jsonl and
+        calls `on_checkpoint(self)` after every checkpoint (e.g. an evaluation by rollouts)."""
         from tqdm import tqdm
 
         if resume and self.restore_latest():
@@ -180,6 +186,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}")
                     if self.step_count % self.cfg.checkpoint_every == 0 or self.step_count == self.cfg.steps:
                         self.save()
+                        if on_checkpoint is not None:
+                            on_checkpoint(self)
         finally:
             if metrics_file is not None:
                 metrics_file.close()
