@@ -2,6 +2,7 @@
 times against the real VIMA-Bench's reported 0.67 s / 0.46 s, and AsyncVectorEnv throughput. Prints JSON.
 
     python benchmarks/envs_tabletop.py --episodes 100 --modes kinematic,arm --out results.json
+    python benchmarks/envs_tabletop.py --level L3 --episodes 100 --modes kinematic --vector-steps 0
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ def _progress(iterable, desc: str):
         return iterable
 
 
-def run_episodes(task: str, mode: str, policy: str, seeds: range) -> dict:
-    """Roll out ``policy`` ("oracle" | "random") on one env; success rate and timings."""
-    env = make_tabletop(task, mode=mode)
+def run_episodes(task: str, mode: str, policy: str, seeds: range, level: str | None = None) -> dict:
+    """Roll out ``policy`` ("oracle" | "random") on one env (``level``'s pools if given); success rate and
+    timings."""
+    env = make_tabletop(task, mode=mode, level=level)
     resets, steps, successes, lengths, gave_up = [], [], 0, [], 0
     try:
         for seed in _progress(seeds, f"{task}/{mode}/{policy}"):
@@ -93,20 +95,26 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--random-episodes", type=int, default=None, help="default: same as --episodes")
     ap.add_argument("--modes", default="kinematic,arm")
-    ap.add_argument("--tasks", default=",".join(TASK_NAMES))
+    ap.add_argument("--tasks", default=None, help="default: all tasks, or the level's tasks with --level")
+    ap.add_argument("--level", default=None, help="train, L1..L4: that level's pools (and task list)")
     ap.add_argument("--vector-steps", type=int, default=50)
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
+    if args.tasks is None:
+        from envs.tabletop.levels import implemented_level_tasks
+
+        args.tasks = ",".join(implemented_level_tasks(args.level) if args.level else TASK_NAMES)
     tasks = [t for t in args.tasks.split(",") if t]
     modes = [m for m in args.modes.split(",") if m]
     n_random = args.episodes if args.random_episodes is None else args.random_episodes
-    result: dict = {"episodes": args.episodes, "random_episodes": n_random, "modes": {}}
+    result: dict = {"level": args.level, "episodes": args.episodes, "random_episodes": n_random, "modes": {}}
     for mode in modes:
         per_task = {}
         for task in tasks:
-            entry = {"oracle": run_episodes(task, mode, "oracle", range(args.episodes))}
+            entry = {"oracle": run_episodes(task, mode, "oracle", range(args.episodes), args.level)}
             if mode == "kinematic" and n_random > 0:
-                entry["random"] = run_episodes(task, mode, "random", range(10_000, 10_000 + n_random))
+                seeds = range(10_000, 10_000 + n_random)
+                entry["random"] = run_episodes(task, mode, "random", seeds, args.level)
             per_task[task] = entry
         resets = [e["oracle"]["reset_median_s"] for e in per_task.values()]
         steps = [e["oracle"]["step_median_s"] for e in per_task.values() if e["oracle"]["step_median_s"]]

@@ -153,7 +153,7 @@ def test_levels_pick_pools_and_the_suite_factory():
             env.close()
     suite = make_tabletop_suite("L3")
     try:
-        assert list(suite) == list(implemented_level_tasks("L3")) and len(suite) == 5
+        assert list(suite) == list(implemented_level_tasks("L3")) and len(suite) == 12
     finally:
         for e in suite.values():
             e.close()

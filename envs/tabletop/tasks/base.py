@@ -115,6 +115,16 @@ class Task:
     def any_out_of_workspace(self, world: World) -> bool:
         return any(not world.in_workspace(b) for b in world.movable())
 
+    @staticmethod
+    def snapshot(world: World) -> dict[int, np.ndarray]:
+        """Movable objects' xy now: order rules compare against it to tell a real move from a no-op."""
+        return {b: world.xy(b).copy() for b in world.movable()}
+
+    @staticmethod
+    def moved(world: World, snap: dict[int, np.ndarray], eps: float = 0.02) -> list[int]:
+        """Objects that moved more than ``eps`` since ``snap`` (a step that moved nothing is not judged)."""
+        return [b for b, xy in snap.items() if float(np.linalg.norm(world.xy(b) - xy)) > eps]
+
     def near(self, world: World, body: int, xy, eps: float | None = None) -> bool:
         return float(np.linalg.norm(world.xy(body) - np.asarray(xy))) <= (
             self.pos_eps if eps is None else eps
