@@ -54,7 +54,7 @@ def run_demo(out_dir: str | Path, seed: int = 0, quick: bool = False) -> dict[st
     start = time.perf_counter()
     train_eps = 8 if quick else 60
     eval_eps = 4 if quick else 30
-    steps = 20 if quick else 400
+    steps = 20 if quick else 600
     train_file = _episodes(out / "episodes_train.json.gz", seed, range(0, 6), max(train_eps // 6 + 1, 1))
     eval_file = _episodes(
         out / "episodes_eval.json.gz", seed + 1, range(1000, 1006), max(eval_eps // 6 + 1, 1)
