@@ -186,6 +186,7 @@ def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
 
 
 def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
+    from training.denoising_sources import parse_denoise
     from training.run import train
 
     data = [d for d in args.data.split(",") if d]
@@ -196,7 +197,7 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
     summary = train(data, args.model, args.steps, args.out, batch_size=args.batch_size, seed=args.seed,
                     learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, mesh=mesh,
                     distributed=args.distributed, tokenizer=args.tokenizer, evaluate=evaluate,
-                    checkpoint_every=args.eval_every)  # fmt: skip
+                    checkpoint_every=args.eval_every, denoise=parse_denoise(args.denoise))  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -281,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--eval-every", type=int, default=None, help="checkpoint (and evaluate) every N steps")
     tr.add_argument("--eval-episodes", type=int, default=10)
+    tr.add_argument(
+        "--denoise",
+        default=None,
+        help="mix in mixture-of-denoisers steps made from the data: KIND:FRACTION[,...], KIND in "
+        "text (prompts: [R]/[X]/[S]), image (frames: masked [Image] [R]), audio (masked [Audio] [R])",
+    )
     tr.set_defaults(func=_cmd_train, dotted=True)
 
     conv = sub.add_parser("convert", help="between official PyTorch / T5X checkpoints and ours")

@@ -5,7 +5,7 @@ Each paradigm turns a token sequence into (inputs, targets) and is named by its 
     [Text] [X]  extreme span corruption: ~50% of tokens in spans of mean 12
     [Text] [S]  causal / prefix LM: a random prefix in, the rest out
 The span lengths and rates are UL2's (the released UIO2 code does not include its MoD pipeline).
-Image and audio denoising (masked patches -> full VQ-GAN tokens) are not implemented here.
+Image and audio masked denoising ([Image] [R], [Audio] [R]) live in training/masked_denoising.py.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from training.data import ExampleBuilder, TrainingData
+from training.denoising_sources import denoising_sources
+from training.mixture import MixtureData
 from training.optimizer import OptimizerConfig
 from training.trainer import TrainConfig, Trainer
 from uio2_core.checkpoints.ours import save_params
@@ -27,8 +29,10 @@ def train(
     learning_rate: float = 1e-2, warmup_steps: int = 50, text_len: int = 128, max_frames: int = 4,
     mesh: tuple[int, int, int] = (-1, 1, 1), progress: bool = True, distributed: bool = False,
     tokenizer: str | None = None, evaluate: Callable[[UIO2Model, int], dict] | None = None,
-    checkpoint_every: int | None = None,
+    checkpoint_every: int | None = None, denoise: dict[str, float] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
+    the same datasets (training/denoising_sources.py)."""
     if distributed:
         import jax
 
@@ -37,20 +41,34 @@ def train(
         jax.distributed.initialize()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    denoise = dict(denoise or {})
+    tokenized = [m for m in ("image", "audio") if m in denoise]  # these need the (frozen) VQ-GANs
     if model in CONFIG_NAMES:
-        net = build_model(get_config(model), seed=seed, with_vqgan=False)
+        net = build_model(get_config(model), seed=seed, with_vqgan=bool(tokenized))
     else:  # an official HF / T5X checkpoint or one of ours (e.g. a previous run): fine-tune it
         from uio2_core.checkpoints.formats import load_model
 
-        net = load_model(model, with_vqgan=False)
+        net = load_model(model, with_vqgan=bool(tokenized))
+    vqgans = {}
+    for m in tokenized:  # the VQ-GANs make targets on the data side; they are not trained or saved
+        embedder = getattr(net.target_embedders, m)
+        vqgans[m], embedder.vqgan = embedder.vqgan, None
     cfg = net.cfg
     vocab = tiny_vocabulary() if tokenizer is None else Vocabulary.load(tokenizer)
     builder = ExampleBuilder(cfg, vocab, text_len=text_len, max_frames=max_frames)
     dataset = TrainingData(data, builder, batch_size, seed=seed)
+    batch_at = dataset.batch_at
+    if denoise:
+        sources = denoising_sources(denoise, dataset.datasets, cfg, vocab, vqgans, batch_size=batch_size,
+                                    seed=seed)  # fmt: skip
+        mixture = MixtureData([dataset.batch_at, *(fn for fn, _ in sources)],
+                              [1.0 - sum(denoise.values()), *(w for _, w in sources)], seed=seed)  # fmt: skip
+        batch_at = mixture.batch_at
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps)
     every = checkpoint_every or max(steps // 4, 1)
     tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt)
-    settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames}
+    settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames,
+                "denoise": denoise}  # fmt: skip
     meta = {"model": model, "data": data, "train": settings}
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     trainer = Trainer(net, tcfg, out)
@@ -62,7 +80,7 @@ def train(
             with (out / "eval.jsonl").open("a") as f:
                 f.write(json.dumps(result) + "\n")
 
-    history = trainer.fit(dataset.batch_at, progress=progress, on_checkpoint=on_checkpoint)
+    history = trainer.fit(batch_at, progress=progress, on_checkpoint=on_checkpoint)
     save_params(trainer.merged_model(), out, {"text_len": text_len, "max_frames": max_frames})
     last = history[-1] if history else {}
     return {"steps": trainer.step_count, "final_loss": last.get("loss"), "dataset_steps": dataset.num_steps,
