@@ -262,3 +262,34 @@ def test_every_parameter_is_declared_and_types_are_enforced(ros_context):
         node.destroy_node()
     with pytest.raises(Exception, match="max_linear"):
         _node(ros_context, ScriptedPolicy([0]), max_linear="fast")
+
+
+def test_manipulation_publishes_a_clamped_pick_and_place_pair(ros_context):
+    action = {
+        "pose0_position": np.array([0.1, 0.2]),  # x below the workspace
+        "pose0_rotation": np.array([0.0, 0.0, 0.0, 1.0]),
+        "pose1_position": np.array([0.6, -0.9]),  # y beyond it
+        "pose1_rotation": np.array([0.0, 0.0, 1.0, 0.0]),
+    }
+    node = _node(ros_context, ScriptedPolicy([action]), family="vima", image_views=["front"],
+                 workspace_frame="table", pick_height=0.02)  # fmt: skip
+    robot = Robot(ros_context, node)
+    picks, places = [], []
+    robot.io.create_subscription(PoseStamped, "/uio2_policy/pick_pose", picks.append, 10)
+    robot.io.create_subscription(PoseStamped, "/uio2_policy/place_pose", places.append, 10)
+    try:
+        robot.spin(0.3)
+        robot.enable.publish(Bool(data=True))
+        assert robot.spin(5.0, camera_hz=20, until=lambda: picks and places), "no pick/place pair"
+    finally:
+        robot.close()
+    pick, place = picks[0], places[0]
+    assert pick.header.frame_id == place.header.frame_id == "table"
+    assert (pick.pose.position.x, pick.pose.position.y, pick.pose.position.z) == pytest.approx(
+        (0.25, 0.2, 0.02)
+    )
+    assert (place.pose.position.x, place.pose.position.y) == pytest.approx(
+        (0.6, -0.5)
+    )  # clamped to the workspace
+    assert abs(place.pose.orientation.z) == pytest.approx(1.0)  # a half turn about z
+    assert not robot.commands  # manipulation never drives the base
