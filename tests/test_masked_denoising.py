@@ -140,24 +140,32 @@ def test_parse_denoise_names_the_problem():
             parse_denoise(bad)
 
 
-def test_uio2_train_mixes_denoisers_into_the_task_data(tmp_path):
+def test_uio2_train_mixes_denoisers_into_the_task_data(tmp_path, tiny_cfg):
     from agent.cli import main
+    from agent.dataset import open_dataset
+    from training.denoising import PREFIX_IDS as TEXT_PREFIX_IDS
+    from training.denoising_sources import denoising_sources
+    from training.run import train
+    from uio2_core.vocab import tiny_vocabulary
 
     data = tmp_path / "data"
     argv = ["collect", "--env", "pointnav", "--policy", "oracle", "--episodes", "2", "--seed", "0",
             "--out", str(data), "--env.width=32", "--env.height=32", "--env.max_episode_steps=8"]  # fmt: skip
     assert main(argv) == 0
     run = tmp_path / "run"
-    argv = ["train", "--data", str(data), "--model", "tiny", "--steps", "12", "--batch-size", "2",
-            "--out", str(run), "--denoise", "image:0.4,text:0.3"]  # fmt: skip
+    argv = ["train", "--data", str(data), "--model", "tiny", "--steps", "5", "--batch-size", "2",
+            "--out", str(run), "--denoise", "image:0.5"]  # fmt: skip
     assert main(argv) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(lines) == 12
-    assert any("image_ce" in m for m in lines) and any("image_ce" not in m for m in lines)
-    assert json.loads((run / "run.json").read_text())["train"]["denoise"] == {"image": 0.4, "text": 0.3}
+    assert len(lines) == 5  # with seed 0, steps 3 and 4 are image denoising, the rest the task
+    assert ["image_ce" in m for m in lines] == [False, False, False, True, True]
+    assert json.loads((run / "run.json").read_text())["train"]["denoise"] == {"image": 0.5}
     assert (run / "model.json").is_file()
-    with pytest.raises(ValueError, match="no audio observations"):
-        from training.run import train
 
+    # the text paradigms run on the datasets' prompts; audio needs audio observations
+    datasets, vocab = [open_dataset(data)], tiny_vocabulary()
+    ((text_batches, frac),) = denoising_sources({"text": 0.1}, datasets, tiny_cfg, vocab, {}, batch_size=2)
+    assert frac == 0.1 and set(text_batches(0)["text"][:, 0]) <= set(TEXT_PREFIX_IDS.values())
+    with pytest.raises(ValueError, match="no audio observations"):
         train([str(data)], "tiny", 1, tmp_path / "run2", batch_size=2, denoise={"audio": 0.2}, progress=False)
     jax.clear_caches()
