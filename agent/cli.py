@@ -115,11 +115,11 @@ def _cmd_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> in
 
 def _cmd_collect(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
     from agent.envs import resolve_env
-    from agent.features import features_for
     from agent.metrics import format_table, summarize
     from agent.recording import TrajectoryRecorder
     from agent.rollout import evaluate
     from agent.sinks import RecordingSink
+    from training.features import features_for
 
     entries = resolve_env(args.env, **_env_kwargs(args, dotted))
     probe = entries[0].make()

@@ -1,6 +1,6 @@
 """Record rollouts as a LeRobotDataset v3.0 directory, one crash-safe episode at a time.
 
-Layout (v3.0; agent.dataset reads it): `meta/info.json`, `meta/stats.json`, `meta/tasks.parquet`,
+Layout (v3.0; training.dataset reads it): `meta/info.json`, `meta/stats.json`, `meta/tasks.parquet`,
 `meta/episodes/chunk-XXX/file-XXX.parquet`, `data/chunk-XXX/file-XXX.parquet`, plus our sidecar
 `meta/episodes_extra/chunk-XXX/file-XXX.parquet` (one row per episode: a JSON column for `extra`
 and a list of PNG-encoded prompt-asset images). v3 lets a data file hold many episodes; we write one
@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from agent.dataset import (
+from training.dataset import (
     CHUNKS_SIZE,
     CODEBASE_VERSION,
     DATA_PATH,
@@ -51,7 +51,7 @@ from agent.dataset import (
     read_info,
     tasks_from_rows,
 )
-from agent.features import DEFAULT_FEATURES
+from training.features import DEFAULT_FEATURES
 
 DATA_FILES_SIZE_IN_MB = 100
 VIDEO_FILES_SIZE_IN_MB = 200

@@ -30,7 +30,7 @@ class RecordingSink(EpisodeSink):
                      "prompt_assets": info.get("prompt_assets") or {}}  # fmt: skip
 
     def step(self, obs, action, reward, terminated, truncated, info, policy_info) -> None:
-        from agent.features import frame_from
+        from training.features import frame_from
 
         self.frames.append(
             frame_from(
@@ -77,7 +77,7 @@ class VideoSink(EpisodeSink):
         return np.asarray(frame, np.uint8)
 
     def step(self, obs, action, reward, terminated, truncated, info, policy_info) -> None:
-        from agent.features import action_to_row, describe_action
+        from training.features import action_to_row, describe_action
 
         self.actions.append(policy_info.get("decoded_text") or describe_action(action_to_row(action)))
         self.frames.append(self._frame())

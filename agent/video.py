@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from agent.features import describe_action
+from training.features import describe_action
 
 MIN_CAPTION_WIDTH = 256
 _PAD = 3
@@ -180,7 +180,7 @@ def write_episode_video(
     views: Sequence[str] | None = None,
     captions: bool = True,
 ) -> Path:
-    """A recorded episode (agent.dataset) as a video, captioned with its task and decoded actions."""
+    """A recorded episode (training.dataset) as a video, captioned with its task and decoded actions."""
     episode = dataset.episode(episode_index)
     prompt = str(episode["task"][0]) if len(episode["task"]) else None
     actions = list(episode["action"]) if "action" in episode else None

@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.features import features_for, frame_from
 from agent.recording import TrajectoryRecorder
+from training.features import features_for, frame_from
 
 
 def pointnav_source(n: int, depth_stride: int = 1) -> tuple[dict, list[tuple[dict, Any]], str]:

@@ -127,7 +127,7 @@ def kill(proc: subprocess.Popen) -> list[str]:
 # -- checks ---------------------------------------------------------------------------------------------
 def check_dataset(root: Path) -> int:
     """Every committed episode equals what the child wrote; returns the number of episodes."""
-    from agent.dataset import open_dataset
+    from training.dataset import open_dataset
 
     ds = open_dataset(root)
     total = 0

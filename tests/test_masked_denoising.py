@@ -142,7 +142,7 @@ def test_parse_denoise_names_the_problem():
 
 def test_uio2_train_mixes_denoisers_into_the_task_data(tmp_path, tiny_cfg):
     from agent.cli import main
-    from agent.dataset import open_dataset
+    from training.dataset import open_dataset
     from training.denoising import PREFIX_IDS as TEXT_PREFIX_IDS
     from training.denoising_sources import denoising_sources
     from training.run import train

@@ -6,10 +6,10 @@ from typing import ClassVar
 import pytest
 
 from agent.cli import main
-from agent.dataset import open_dataset
 from agent.envs import resolve_env
 from agent.rollout import EpisodeSink, evaluate
 from policies.registry import make_policy
+from training.dataset import open_dataset
 
 ENV = dict(width=32, height=32, max_episode_steps=10)
 

@@ -8,8 +8,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from agent.dataset import NotADatasetError, open_dataset
-from agent.features import (
+from agent.recording import TrajectoryRecorder
+from envs.tabletop.spaces import action_space as vima_action_space
+from envs.tabletop.spaces import observation_space as vima_observation_space
+from training.dataset import NotADatasetError, open_dataset
+from training.features import (
     VIMA_ACTION_NAMES,
     action_from_row,
     action_to_row,
@@ -17,9 +20,6 @@ from agent.features import (
     features_for,
     frame_from,
 )
-from agent.recording import TrajectoryRecorder
-from envs.tabletop.spaces import action_space as vima_action_space
-from envs.tabletop.spaces import observation_space as vima_observation_space
 
 FPS = 10
 

@@ -71,8 +71,8 @@ def test_video_errors(tmp_path):
 
 
 def test_episode_video_from_recorded_dataset(tmp_path):
-    from agent.dataset import open_dataset
     from agent.recording import TrajectoryRecorder
+    from training.dataset import open_dataset
 
     image = {"dtype": "image", "shape": [16, 32, 3], "names": ["height", "width", "channels"]}
     features = {

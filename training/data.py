@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from agent.dataset import open_dataset
-from agent.features import action_from_row
 from policies.codecs import DiscreteActionCodec, VimaActionCodec
 from policies.history import EpisodeHistory
 from policies.prompting import InputBuilder, mono, pointnav_example, vima_example, vima_prompt_images
+from training.dataset import open_dataset
+from training.features import action_from_row
 from uio2_core.config import UIO2Config
 from uio2_core.vocab import EOS_ID, Vocabulary
 

@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-from agent.dataset import open_dataset
+from training.dataset import open_dataset
 
 from uio2_ros.bag import BagRecorder, image_message, make_message
 from uio2_ros.bag_to_dataset import BagConversionError, convert, main

@@ -11,13 +11,13 @@ from conftest import RCLPY_SKIP
 
 rclpy = pytest.importorskip("rclpy", reason=RCLPY_SKIP)
 
-from agent.dataset import open_dataset  # noqa: E402
 from geometry_msgs.msg import Twist  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
 from rosbags.rosbag2 import Reader  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from test_ros_rclpy_node import FRAME, Robot, ScriptedPolicy, _node  # noqa: E402
+from training.dataset import open_dataset  # noqa: E402
 
 from uio2_ros.bag_to_dataset import convert  # noqa: E402
 from uio2_ros.decision import Decision  # noqa: E402

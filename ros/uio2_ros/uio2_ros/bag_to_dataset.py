@@ -197,8 +197,8 @@ def convert(
     `image_size` (H, W) is what frames are resized to (default: the first used frame's size; the
     node's `image_height`/`image_width` resizing happens after recording). Returns a JSON summary.
     """
-    from agent.features import features_for, frame_from
     from agent.recording import TrajectoryRecorder
+    from training.features import features_for, frame_from
 
     plan = []  # (bag, episodes, frames)
     for bag in bags:
