@@ -22,7 +22,7 @@ from uio2_core.audio_vqgan import AudioVQGAN
 from uio2_core.image_vqgan import ImageVQGAN
 from uio2_core.model import build_model
 from uio2_core.preprocessing import preprocess_image_target
-from uio2_core.vocab import EOS_ID, PREFIX_START
+from uio2_core.vocab import EOS_ID
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def image_vqgan(tiny_cfg):
 
 
 def test_prefix_tokens_are_uio2s():
-    assert PREFIX_IDS == {"image": PREFIX_START + 4, "audio": PREFIX_START + 6}  # 33222, 33224
+    assert PREFIX_IDS == {"image": 33222, "audio": 33224}  # reference section 2: the released vocabulary
 
 
 def test_hide_patches_hides_the_rate_of_valid_patches_only():
@@ -144,7 +144,7 @@ def test_uio2_train_mixes_denoisers_into_the_task_data(tmp_path, tiny_cfg):
     from agent.cli import main
     from training.dataset import open_dataset
     from training.denoising import PREFIX_IDS as TEXT_PREFIX_IDS
-    from training.denoising_sources import denoising_sources
+    from training.denoising_sources import _evenly, _image_key, denoising_sources
     from training.run import train
     from uio2_core.vocab import tiny_vocabulary
 
@@ -166,6 +166,10 @@ def test_uio2_train_mixes_denoisers_into_the_task_data(tmp_path, tiny_cfg):
     datasets, vocab = [open_dataset(data)], tiny_vocabulary()
     ((text_batches, frac),) = denoising_sources({"text": 0.1}, datasets, tiny_cfg, vocab, {}, batch_size=2)
     assert frac == 0.1 and set(text_batches(0)["text"][:, 0]) <= set(TEXT_PREFIX_IDS.values())
+    all_frames = np.concatenate([datasets[0].episode(e)["observation.images.rgb"] for e in range(2)])
+    picked = _evenly(datasets, _image_key, 3)  # evenly spaced over both episodes, only those kept
+    ends = [0, (len(all_frames) - 1) / 2, len(all_frames) - 1]
+    np.testing.assert_array_equal(np.stack(picked), all_frames[np.round(ends).astype(int)])
     with pytest.raises(ValueError, match="no audio observations"):
         train([str(data)], "tiny", 1, tmp_path / "run2", batch_size=2, denoise={"audio": 0.2}, progress=False)
     jax.clear_caches()

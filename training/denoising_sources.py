@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from policies.prompting import mono
 from training.denoising import TextDenoisingData
 from training.masked_denoising import MaskedDenoisingData, audio_items, image_items
 
@@ -43,32 +44,30 @@ def parse_denoise(spec: str | None) -> dict[str, float]:
     return out
 
 
-def _evenly(items: list[Any], n: int) -> list[Any]:
-    if len(items) <= n:
-        return items
-    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round()]
+def _evenly(datasets: list[Any], key_for: Callable[[Any], str | None], max_items: int) -> list[np.ndarray]:
+    """Up to `max_items` values of one column, evenly spaced over all frames; an episode is read only
+    when one of its frames is picked, and only the picked frames are kept."""
+    frames = [(d, e, t) for d, ds in enumerate(datasets) if key_for(ds)
+              for e in range(ds.num_episodes) for t in range(int(ds.episode_row(e)["length"]))]  # fmt: skip
+    if len(frames) > max_items:
+        frames = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, max_items).round()]
+    picked: dict[tuple[int, int], list[int]] = {}
+    for d, e, t in frames:
+        picked.setdefault((d, e), []).append(t)
+    out = []
+    for (d, e), steps in picked.items():
+        column = datasets[d].episode(e)[key_for(datasets[d])]
+        out.extend(column[t] for t in steps)
+    return out
 
 
-def _frames(datasets: list[Any], max_items: int) -> list[np.ndarray]:
-    frames = []
-    for ds in datasets:
-        keys = [k for k in ds.features if k.startswith("observation.images.")]
-        key = "observation.images.front" if "observation.images.front" in keys else (keys or [None])[0]
-        if key is None:
-            continue
-        for e in range(ds.num_episodes):
-            frames.extend(ds.episode(e)[key])
-    return _evenly(frames, max_items)
+def _image_key(ds: Any) -> str | None:
+    keys = [k for k in ds.features if k.startswith("observation.images.")]
+    return "observation.images.front" if "observation.images.front" in keys else (keys or [None])[0]
 
 
-def _clips(datasets: list[Any], max_items: int) -> list[np.ndarray]:
-    clips = []
-    for ds in datasets:
-        if "observation.audio" not in ds.features:
-            continue
-        for e in range(ds.num_episodes):
-            clips.extend(a.mean(axis=0) for a in ds.episode(e)["observation.audio"])  # channels -> mono
-    return _evenly(clips, max_items)
+def _audio_key(ds: Any) -> str | None:
+    return "observation.audio" if "observation.audio" in ds.features else None
 
 
 def denoising_sources(
@@ -85,7 +84,9 @@ def denoising_sources(
                 raise ValueError("--denoise text: the datasets' task prompts are all shorter than 2 tokens")
             data: Any = TextDenoisingData(texts, batch_size, seed=seed)
         else:
-            items = _frames(datasets, max_items) if kind == "image" else _clips(datasets, max_items)
+            items = _evenly(datasets, _image_key if kind == "image" else _audio_key, max_items)
+            if kind == "audio":
+                items = [mono(clip) for clip in items]  # (channels, samples) -> samples
             if not items:
                 raise ValueError(f"--denoise {kind}: the datasets hold no {kind} observations")
             build = image_items if kind == "image" else audio_items

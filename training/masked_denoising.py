@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from uio2_core.config import UIO2Config
+from uio2_core.image_vqgan import tokens_from_ids
 from uio2_core.preprocessing import (
     AUDIO_SEGMENT_SAMPLES,
     preprocess_audio_input,
@@ -25,11 +26,10 @@ from uio2_core.preprocessing import (
     preprocess_image_input,
     preprocess_image_target,
 )
-from uio2_core.vocab import EOS_ID, PREFIX_START, PREFIX_TOKEN_NAMES
+from uio2_core.vocab import EOS_ID, SPECIAL_TOKEN_IDS
 
 MODALITIES = ("image", "audio")
-PREFIX_IDS = {m: PREFIX_START + PREFIX_TOKEN_NAMES.index(f"[{m.capitalize()}] [R]") for m in MODALITIES}
-TOKEN_OFFSET = 2  # target vocabularies: 0 = BOS, 1 = MASK, then the codes
+PREFIX_IDS = {m: SPECIAL_TOKEN_IDS[f"[{m.capitalize()}] [R]"] for m in MODALITIES}
 
 
 @dataclass
@@ -56,9 +56,8 @@ class DenoisingItems:
 def _encode(vqgan, targets: np.ndarray, batch: int) -> np.ndarray:
     import jax
 
-    encode = jax.jit(lambda x: vqgan.encode_to_ids(x))
-    ids = [np.asarray(encode(targets[i : i + batch])) for i in range(0, len(targets), batch)]
-    return np.concatenate(ids).astype(np.int32) + TOKEN_OFFSET
+    encode = jax.jit(lambda x: tokens_from_ids(vqgan.encode_to_ids(x)))  # both target vocabs shift by 2
+    return np.concatenate([np.asarray(encode(targets[i : i + batch])) for i in range(0, len(targets), batch)])
 
 
 def image_items(images: Sequence[np.ndarray], cfg: UIO2Config, vqgan, batch: int = 16) -> DenoisingItems:

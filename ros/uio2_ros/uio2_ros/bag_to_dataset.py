@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from uio2_ros.bag import typestore
 from uio2_ros.decision import Decision
 from uio2_ros.images import ImageError, compressed_to_rgb, image_to_rgb, resize
 from uio2_ros.runner import RunnerConfig, spaces_for
@@ -92,9 +93,7 @@ def _decision_connections(reader: Any, path: Path, topic: str | None) -> list[An
 
 def read_episodes(reader: Any, path: Path, decision_topic: str | None = None) -> list[_Episode]:
     """The bag's decision records grouped into episodes, in recording order."""
-    from rosbags.typesys import Stores, get_typestore
-
-    store = get_typestore(Stores.ROS2_JAZZY)  # std_msgs/String is the same in every distro
+    store = typestore()  # std_msgs/String is the same in every distro
     episodes: dict[int, _Episode] = {}
     for conn, stamp, raw in reader.messages(connections=_decision_connections(reader, path, decision_topic)):
         text = store.deserialize_cdr(raw, conn.msgtype).data
@@ -119,9 +118,7 @@ def read_episodes(reader: Any, path: Path, decision_topic: str | None = None) ->
 
 def _load_frames(reader: Any, wanted: dict[str, set[int]]) -> dict[tuple[str, int], np.ndarray]:
     """RGB frames of the wanted (topic, header stamp) pairs; one pass over the image topics."""
-    from rosbags.typesys import Stores, get_typestore
-
-    store = get_typestore(Stores.ROS2_JAZZY)
+    store = typestore()  # Image / CompressedImage are the same in every distro
     conns = [c for c in reader.connections if c.topic in wanted and c.msgtype in IMAGE_TYPES]
     frames: dict[tuple[str, int], np.ndarray] = {}
     for conn, _stamp, raw in reader.messages(connections=conns):
