@@ -32,7 +32,7 @@ fi
   exit 1
 }
 
-pytest_args=(-p no:cacheprovider -o "testpaths=" -q)
+pytest_args=(-p no:cacheprovider -o "testpaths=")  # pyproject addopts already has -q: keep the summary line
 echo "+ rclpy single-process tests (ROS_AUTOMATIC_DISCOVERY_RANGE=OFF)"
 ROS_AUTOMATIC_DISCOVERY_RANGE=OFF ROS_DOMAIN_ID=42 "$VENV/bin/python" -m pytest "${pytest_args[@]}" "${TESTS[@]}"
 
@@ -42,7 +42,7 @@ if unshare -n true 2>/dev/null; then
     set -euo pipefail
     ip link set lo up
     export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=42 UIO2_ROS_NETNS=1
-    "$VENV/bin/python" -m pytest -p no:cacheprovider -o testpaths= -q '"${MULTIPROC[*]}"
+    "$VENV/bin/python" -m pytest -p no:cacheprovider -o testpaths= '"${MULTIPROC[*]}"
 else
   echo "SKIPPED: multi-process rclpy tests need a network namespace (unshare -n), which this machine refuses"
 fi

@@ -28,18 +28,18 @@ def test_profiles_travel_exactly_one_step_within_limits(action, linear, angular)
     (dist, turn), vel, dt = _integrate(motion.profile(action))
     assert dist == pytest.approx(linear, abs=2e-4)
     assert turn == pytest.approx(angular, abs=2e-4)
-    assert np.abs(vel[:, 0]).max() <= min(motion.linear_speed, motion.max_linear) + 1e-9
-    assert np.abs(vel[:, 1]).max() <= min(motion.angular_speed, motion.max_angular) + 1e-9
+    assert np.abs(vel[:, 0]).max() <= min(motion.linear_speed, motion.limits.max_linear) + 1e-9
+    assert np.abs(vel[:, 1]).max() <= min(motion.angular_speed, motion.limits.max_angular) + 1e-9
     accel = np.abs(np.diff(vel, axis=0)) / dt
-    assert accel[:, 0].max() <= motion.max_linear_accel + 1e-6
-    assert accel[:, 1].max() <= motion.max_angular_accel + 1e-6
+    assert accel[:, 0].max() <= motion.limits.max_linear_accel + 1e-6
+    assert accel[:, 1].max() <= motion.limits.max_angular_accel + 1e-6
 
 
 def test_short_steps_use_a_triangular_profile_and_speeds_are_capped_by_limits():
     tri = Trapezoid(0.01, 1.0, 0.5)
     assert tri.peak == pytest.approx(math.sqrt(0.01 * 0.5))
     assert tri.duration == pytest.approx(2 * tri.peak / 0.5)
-    capped = DiscreteMotion(linear_speed=5.0, max_linear=0.1).profile(MOVE_FORWARD)
+    capped = DiscreteMotion(linear_speed=5.0, limits=Limits(max_linear=0.1)).profile(MOVE_FORWARD)
     assert capped.linear.vmax == 0.1
     assert not DiscreteMotion().profile(STOP)
     with pytest.raises(ValueError, match="discrete action 7"):

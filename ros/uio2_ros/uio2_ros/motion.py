@@ -9,7 +9,9 @@ command limiter never has to cut it short.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from uio2_ros.safety import Limits
 
 STOP, MOVE_FORWARD, TURN_LEFT, TURN_RIGHT = 0, 1, 2, 3
 
@@ -80,20 +82,17 @@ class DiscreteMotion:
     turn_angle_deg: float = 10.0
     linear_speed: float = 0.2
     angular_speed: float = 0.5
-    max_linear: float = 0.3
-    max_angular: float = 0.8
-    max_linear_accel: float = 0.5
-    max_angular_accel: float = 1.5
+    limits: Limits = field(default_factory=Limits)  # the command limiter's: profiles never exceed them
 
     def profile(self, action: int) -> MotionProfile:
         """The velocity profile of one discrete action (STOP: none)."""
         if action == STOP:
             return MotionProfile()
         if action == MOVE_FORWARD:
-            speed = min(self.linear_speed, self.max_linear)
-            return MotionProfile(linear=Trapezoid(self.forward_step_m, speed, self.max_linear_accel))
+            speed = min(self.linear_speed, self.limits.max_linear)
+            return MotionProfile(linear=Trapezoid(self.forward_step_m, speed, self.limits.max_linear_accel))
         if action in (TURN_LEFT, TURN_RIGHT):
-            turn = Trapezoid(math.radians(self.turn_angle_deg), min(self.angular_speed, self.max_angular),
-                             self.max_angular_accel)  # fmt: skip
+            speed = min(self.angular_speed, self.limits.max_angular)
+            turn = Trapezoid(math.radians(self.turn_angle_deg), speed, self.limits.max_angular_accel)
             return MotionProfile(angular=turn, sign=1.0 if action == TURN_LEFT else -1.0)
         raise ValueError(f"discrete action {action!r} is not one of STOP/MOVE_FORWARD/TURN_LEFT/TURN_RIGHT")

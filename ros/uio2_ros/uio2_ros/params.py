@@ -97,8 +97,7 @@ def runner_config(values: dict[str, Any]) -> RunnerConfig:
     motion = DiscreteMotion(
         forward_step_m=float(v["forward_step_m"]), turn_angle_deg=float(v["turn_angle_deg"]),
         linear_speed=float(v["linear_speed"]), angular_speed=float(v["angular_speed"]),
-        max_linear=limits.max_linear, max_angular=limits.max_angular,
-        max_linear_accel=limits.max_linear_accel, max_angular_accel=limits.max_angular_accel,
+        limits=limits,
     )  # fmt: skip
     if float(v["control_rate_hz"]) <= 0:
         raise ValueError(f"control_rate_hz must be positive, got {v['control_rate_hz']}")
