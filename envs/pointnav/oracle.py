@@ -26,11 +26,14 @@ if TYPE_CHECKING:
 class Oracle:
     """Shortest-path follower for a PointNavEnv (or any wrapper around one)."""
 
-    def __init__(self, env: gym.Env, margin: float = 0.05, spacing: float = 0.1, horizon: int = 40) -> None:
+    def __init__(
+        self, env: gym.Env, margin: float = 0.05, spacing: float = 0.1, horizon: int = 40, reach: float = 0.3
+    ) -> None:
         self.env: PointNavEnv = env.unwrapped  # type: ignore[assignment]
         self.margin = margin  # how far path corners are eased into free space
         self.spacing = spacing  # sample spacing along the path when looking for the farthest visible point
         self.horizon = horizon  # samples looked at (4 m ahead at the default spacing)
+        self.reach = reach  # this close to the first bend, look past it
 
     def _eased(self, corner: int) -> np.ndarray:
         """A path corner moved `margin` away from its blocked cell, into free space."""
@@ -44,10 +47,10 @@ class Oracle:
     def waypoint(self) -> np.ndarray:
         """The farthest point the agent can see on the next legs of the exact shortest path.
 
-        The path's corners are eased off the obstacles; its first legs (up to the second bend, at most
-        `horizon` samples) are sampled every `spacing` metres and the farthest sample in a clear straight
-        line is the target (string pulling, so a corner reached but not yet passed still gives a target
-        just around it).
+        Far from the path's first bend, that bend (eased off its obstacle) is the target. Within `reach`
+        of it, the legs up to the second bend (corners eased, at most `horizon` samples) are sampled
+        every `spacing` metres and the farthest sample in a clear straight line is the target (string
+        pulling: a bend reached but not yet passed still gives a target just around it).
         """
         env = self.env
         nav, field = env.nav, env.goal_field
@@ -56,6 +59,9 @@ class Oracle:
         corners = nav.route(p, field)
         if not corners:
             return field.goal
+        first = self._eased(corners[0])
+        if math.hypot(*(first - p)) > self.reach:
+            return first  # the path's first leg (later bends take over as soon as they are in sight)
         pts = [p, *(self._eased(c) for c in corners[:2])]
         if len(corners) <= 2:
             pts.append(field.goal)
