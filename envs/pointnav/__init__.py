@@ -1,4 +1,4 @@
-"""PointNav with Habitat's rules on procedural houses (pybullet, headless), plus an audio-goal variant.
+"""PointNav with Habitat's rules on procedural houses (numpy ray casting), plus an audio-goal variant.
 
 Modules, one job each: scene (floor plans), navmesh (navigability, sliding, geodesics) with visgraph
 (exact shortest paths), render (numpy ray casting; render_tiny: the former pybullet renderer, kept as

@@ -161,9 +161,10 @@ class NavGrid:
         for the same position in one step).
         """
         p = np.asarray(p, dtype=np.float64)
-        key = (p[0], p[1], id(field))
-        if self._memo is not None and self._memo[0] == key:
-            return self._memo[1]
+        key = (float(p[0]), float(p[1]))
+        memo = self._memo  # holds the field itself, so a new field can never pass for it
+        if memo is not None and memo[1] is field and memo[0] == key:
+            return memo[2]
         vg = self.graph
         pc = self._cells(p)
         goal = field.goal
@@ -190,7 +191,7 @@ class NavGrid:
                     break
                 cand = order[s : s + _BATCH]
                 ok = ~vg.blocked(pc, vg.vertices[cand])
-        self._memo = (key, result)
+        self._memo = (key, field, result)
         return result
 
     def geodesic_distance(self, p: np.ndarray, field: GoalField) -> float:
