@@ -80,20 +80,6 @@ class NavGrid:
         flat = int(self._flat[rng.integers(len(self._flat))])
         return self.center_of(flat) + rng.uniform(-0.45, 0.45, size=2) * self.res
 
-    def line_of_sight(self, a: np.ndarray, b: np.ndarray, min_clearance: float | None = None) -> bool:
-        """Whether the straight segment a-b stays on navigable cells (with at least `min_clearance`)."""
-        ax, az, bx, bz = float(a[0]), float(a[1]), float(b[0]), float(b[1])
-        n = max(2, math.ceil(math.hypot(bx - ax, bz - az) / (self.res * 0.5)) + 1)
-        t = np.arange(n) / (n - 1)
-        r = np.floor((az + t * (bz - az)) / self.res).astype(np.int64)
-        c = np.floor((ax + t * (bx - ax)) / self.res).astype(np.int64)
-        h, w = self.shape
-        if min(r[0], r[-1]) < 0 or min(c[0], c[-1]) < 0 or max(r[0], r[-1]) >= h or max(c[0], c[-1]) >= w:
-            return False  # a straight segment's extreme cells are its end cells
-        if not self.navigable[r, c].all():
-            return False
-        return min_clearance is None or bool((self.clearance[r, c] >= min_clearance).all())
-
     # -- motion ---------------------------------------------------------------------------------------
     def try_step(self, p: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """Move from p by delta, sliding along walls as Habitat's `allow_sliding` does.
