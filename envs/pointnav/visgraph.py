@@ -132,6 +132,7 @@ class VisibilityGraph:
         if n == 0:
             self.dist = np.zeros((0, 0))
             self.pred = np.zeros((0, 0), dtype=np.int64)
+            self.num_edges = 0
             return
         i, j = np.triu_indices(n, k=1)
         d = self.vertices[j] - self.vertices[i]
