@@ -48,6 +48,18 @@ def test_a_segment_along_the_seam_of_two_blocks_is_blocked():
     assert vg.blocked(np.array([[1.0, 2.0]]), np.array([[3.0, 4.0]]))[0]  # through block A
 
 
+def test_pruned_segment_tests_agree_with_testing_every_rectangle():
+    vg = NavGrid(procedural_scene(5)).graph
+    rng = np.random.default_rng(1)
+    h, w = vg.shape
+    a = rng.uniform(0, [w, h], (3000, 2))
+    b = rng.uniform(0, [w, h], (3000, 2))
+    a[:200], b[:200] = np.round(a[:200]), np.round(b[:200])  # corner-to-corner, as the graph build has
+    dense = vg._blocked_rects(a, b - a)
+    assert 0.2 < dense.mean() < 0.95
+    np.testing.assert_array_equal(vg._blocked_pruned(a, b - a), dense)
+
+
 def _grid_path_length(nav: NavGrid, a: np.ndarray, b: np.ndarray) -> float:
     """An independent upper bound: 8-connected Dijkstra between cell centres (diagonals need both sides)."""
     h, w = nav.shape

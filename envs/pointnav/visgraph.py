@@ -22,6 +22,41 @@ from scipy.sparse.csgraph import shortest_path
 from envs.pointnav.scene import merge_rectangles
 
 _CHUNK = 1 << 21  # segment x rectangle pairs tested per numpy batch (bounds memory)
+_DENSE = 1 << 15  # up to this many segment x rectangle pairs, test them all without pruning
+
+
+def _slab(
+    ox: np.ndarray,
+    oz: np.ndarray,
+    dx: np.ndarray,
+    dz: np.ndarray,
+    x0: np.ndarray,
+    z0: np.ndarray,
+    x1: np.ndarray,
+    z1: np.ndarray,
+    exact: bool,
+) -> np.ndarray:
+    """Whether segments o + t d, t in [0, 1], overlap open rectangles over a positive length (broadcast).
+
+    The fast path divides by d (a zero component gives +-inf or nan; callers redo those with `exact`,
+    where a segment parallel to an axis is inside a slab only if it lies strictly within it).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tx0, tx1 = (x0 - ox) / dx, (x1 - ox) / dx
+        tz0, tz1 = (z0 - oz) / dz, (z1 - oz) / dz
+    lox, hix = np.minimum(tx0, tx1), np.maximum(tx0, tx1)
+    loz, hiz = np.minimum(tz0, tz1), np.maximum(tz0, tz1)
+    if exact:
+        inx = (ox > x0) & (ox < x1)
+        inz = (oz > z0) & (oz < z1)
+        px, pz = dx == 0.0, dz == 0.0
+        lox = np.where(px, np.where(inx, -np.inf, np.inf), lox)
+        hix = np.where(px, np.where(inx, np.inf, -np.inf), hix)
+        loz = np.where(pz, np.where(inz, -np.inf, np.inf), loz)
+        hiz = np.where(pz, np.where(inz, np.inf, -np.inf), hiz)
+    tmin = np.maximum(np.maximum(lox, loz), 0.0)
+    tmax = np.minimum(np.minimum(hix, hiz), 1.0)
+    return tmin < tmax
 
 
 class VisibilityGraph:
@@ -62,13 +97,10 @@ class VisibilityGraph:
         b = np.asarray(b, dtype=np.float64).reshape(-1, 2)
         d = b - a  # a single start point broadcasts against many ends without a copy
         n = len(d)
-        if n <= _CHUNK // max(1, len(self.rects)):
+        if n * len(self.rects) <= _DENSE:
             out = self._blocked_rects(a, d)
-        else:
-            a = np.broadcast_to(a, d.shape)
-            step = _CHUNK // max(1, len(self.rects))
-            parts = [self._blocked_rects(a[s : s + step], d[s : s + step]) for s in range(0, n, step)]
-            out = np.concatenate(parts)
+        else:  # many segments (building the graph): test only the rectangles each one's bounding box meets
+            out = self._blocked_pruned(np.broadcast_to(a, d.shape), d)
         parallel = (d == 0.0).any(axis=1)
         if parallel.any():  # axis-parallel segments: open-slab rule, and grid lines between two blocks
             idx = np.flatnonzero(parallel)
@@ -78,28 +110,30 @@ class VisibilityGraph:
         return out
 
     def _blocked_rects(self, o: np.ndarray, d: np.ndarray, exact: bool = False) -> np.ndarray:
-        """Segments o + t d, t in [0, 1], that overlap an open rectangle over a positive length.
+        """Segments o + t d (every one against every rectangle) that cross a rectangle's interior."""
+        x0, z0, x1, z1 = (self.rects[:, k] for k in range(4))
+        hit = _slab(o[:, 0:1], o[:, 1:2], d[:, 0:1], d[:, 1:2], x0, z0, x1, z1, exact)
+        return hit.any(axis=1)
 
-        The fast path divides by d (a zero component gives +-inf or nan and is redone with `exact`).
+    def _blocked_pruned(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """As `_blocked_rects`, for many segments: slab tests only where bounding boxes overlap.
+
+        A segment can only cross an open rectangle's interior if its bounding box overlaps that interior
+        (strict inequalities), so the pruning never drops a hit.
         """
         x0, z0, x1, z1 = (self.rects[:, k] for k in range(4))
-        ox, oz, dx, dz = o[:, 0:1], o[:, 1:2], d[:, 0:1], d[:, 1:2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tx0, tx1 = (x0 - ox) / dx, (x1 - ox) / dx
-            tz0, tz1 = (z0 - oz) / dz, (z1 - oz) / dz
-        lox, hix = np.minimum(tx0, tx1), np.maximum(tx0, tx1)
-        loz, hiz = np.minimum(tz0, tz1), np.maximum(tz0, tz1)
-        if exact:  # parallel to an axis: inside the open slab -> no constraint, else never inside
-            inx = (ox > x0) & (ox < x1)
-            inz = (oz > z0) & (oz < z1)
-            px, pz = dx == 0.0, dz == 0.0
-            lox = np.where(px, np.where(inx, -np.inf, np.inf), lox)
-            hix = np.where(px, np.where(inx, np.inf, -np.inf), hix)
-            loz = np.where(pz, np.where(inz, -np.inf, np.inf), loz)
-            hiz = np.where(pz, np.where(inz, np.inf, -np.inf), hiz)
-        tmin = np.maximum(np.maximum(lox, loz), 0.0)
-        tmax = np.minimum(np.minimum(hix, hiz), 1.0)
-        return (tmin < tmax).any(axis=1)
+        e = o + d
+        lo, hi = np.minimum(o, e), np.maximum(o, e)
+        out = np.zeros(len(o), dtype=bool)
+        step = max(1, _CHUNK // max(1, len(self.rects)))
+        for s in range(0, len(o), step):
+            lo_s, hi_s = lo[s : s + step], hi[s : s + step]
+            near = (lo_s[:, 0:1] < x1) & (hi_s[:, 0:1] > x0) & (lo_s[:, 1:2] < z1) & (hi_s[:, 1:2] > z0)
+            si, ri = np.nonzero(near)
+            si = si + s
+            hit = _slab(o[si, 0], o[si, 1], d[si, 0], d[si, 1], x0[ri], z0[ri], x1[ri], z1[ri], False)
+            out[si[hit]] = True
+        return out
 
     def _blocked_lines(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Axis-parallel segments on a grid line, blocked where both neighbouring cells are."""
