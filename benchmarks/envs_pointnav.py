@@ -3,7 +3,9 @@
 Prints one JSON object. Speed is measured with uniformly random non-STOP actions in one procedural
 house (resets included when the step limit is reached), for one env and for an AsyncVectorEnv of 2
 (steps/s counts env steps, i.e. 2 per vector step); a single env also reports steps per CPU second,
-which is what one core gives when other jobs share the machine.
+which is what one core gives when other jobs share the machine. `render_ms` times the ray-casting
+renderer against the former TinyRenderer (envs.pointnav.render_tiny) on the same poses in the same run,
+so their ratio holds on a busy machine.
 Run: .venv/bin/python benchmarks/envs_pointnav.py [--episodes 200 --scenes 20 --out result.json]
 """
 
@@ -24,7 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envs.pointnav.env import PointNavEnv
 from envs.pointnav.episodes import generate_episodes
+from envs.pointnav.navmesh import NavGrid
 from envs.pointnav.oracle import Oracle
+from envs.pointnav.render import SceneRenderer
+from envs.pointnav.render_tiny import TinyRendererReference
+from envs.pointnav.scene import procedural_scene
 
 
 def evaluate(policy: str, episodes: list, seed: int) -> dict:
@@ -89,6 +95,27 @@ def steps_per_second(res: int, num_envs: int, steps: int, seed: int = 0) -> dict
     return {"wall": round(n * num_envs / dt, 1)}
 
 
+def render_ms(res: int, poses: int = 100, seed: int = 0) -> dict[str, float]:
+    """Milliseconds per RGB-D frame: ray caster vs TinyRenderer, interleaved on the same random poses."""
+    scene = procedural_scene(seed)
+    nav = NavGrid(scene)
+    rng = np.random.default_rng(seed)
+    views = [(nav.sample_navigable(rng), float(rng.uniform(-np.pi, np.pi))) for _ in range(poses)]
+    renderers = {
+        "raycast": SceneRenderer(scene, res, res),
+        "tinyrenderer": TinyRendererReference(scene, res, res),
+    }
+    spent = dict.fromkeys(renderers, 0.0)
+    for p, yaw in views:
+        for name, r in renderers.items():
+            t = time.perf_counter()
+            r.render(p, yaw)
+            spent[name] += time.perf_counter() - t
+    out = {name: round(s / poses * 1e3, 3) for name, s in spent.items()}
+    out["speedup"] = round(spent["tinyrenderer"] / spent["raycast"], 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--episodes", type=int, default=200)
@@ -107,6 +134,7 @@ def main() -> None:
         "oracle": evaluate("oracle", episodes, args.seed),
         "random": evaluate("random", episodes, args.seed),
         "steps_per_s": {},
+        "render_ms": {f"{res}x{res}": render_ms(res) for res in (128, 256)},
     }
     for res in (128, 256):
         for num_envs in (1, 2):

@@ -1,7 +1,8 @@
-"""PointNav with Habitat's rules on procedural houses (pybullet, headless), plus an audio-goal variant.
+"""PointNav with Habitat's rules on procedural houses (numpy ray casting), plus an audio-goal variant.
 
-Modules, one job each: scene (floor plans), navmesh (navigability, sliding, geodesics), render
-(pybullet RGB-D) with planes (exact floor/ceiling fill), geometry (Habitat frames), actions, episodes
+Modules, one job each: scene (floor plans), navmesh (navigability, sliding, geodesics) with visgraph
+(exact shortest paths), render (numpy ray casting; render_tiny: the former pybullet renderer, kept as
+the reference) with planes (floor tables), geometry (Habitat frames), actions, episodes
 (PointNav-v1 I/O and generator), metrics, topdown (map frames), env / audio_env (the Gymnasium envs),
 audio (sound), oracle. Usage and the rules: docs/habitat.md.
 """

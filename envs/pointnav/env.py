@@ -179,6 +179,11 @@ class PointNavEnv(gym.Env):
         return self._observe(), self._info(collided=False)
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        reward, terminated, truncated, info = self.transition(action)
+        return self._observe(), reward, terminated, truncated, info
+
+    def transition(self, action: Any) -> tuple[float, bool, bool, dict]:
+        """`step` without the observation (nothing rendered): for planners and path checks."""
         a = parse_action(action)
         if self._done or self.nav is None or self.goal_field is None:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset()")
@@ -202,7 +207,7 @@ class PointNavEnv(gym.Env):
         truncated = not terminated and self.metrics.num_steps >= self.max_episode_steps
         self._done = terminated or truncated
         reward = -(d - previous) + SLACK_REWARD + (SUCCESS_REWARD if self.metrics.success else 0.0)
-        return self._observe(), float(reward), terminated, truncated, self._info(collided)
+        return float(reward), terminated, truncated, self._info(collided)
 
     def _observe(self) -> dict[str, np.ndarray]:
         assert self._renderer is not None and self.episode is not None

@@ -1,13 +1,15 @@
 """The oracle: a shortest-path follower (like Habitat's ShortestPathFollower) that calls STOP on arrival.
 
-Each step it walks the precomputed shortest-path tree from the agent's cell, picks the farthest path
-point it can see with some clearance to spare (string pulling, so it cuts corners as a navmesh path
-does), turns towards it while the heading error exceeds half a turn, and moves forward otherwise.
+Each step it takes the exact shortest path from the agent (envs.pointnav.visgraph: straight legs between
+obstacle corners, eased a few centimetres off each corner), aims at the farthest point of it in clear
+sight (the goal when in sight), turns towards it while the heading error exceeds half a turn, and moves
+forward otherwise.
 Use: `Oracle(env).act()` or `env.unwrapped.oracle_action()`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING
 
@@ -24,29 +26,52 @@ if TYPE_CHECKING:
 class Oracle:
     """Shortest-path follower for a PointNavEnv (or any wrapper around one)."""
 
-    def __init__(self, env: gym.Env, lookahead_cells: int = 120, margin: float = 0.04) -> None:
+    def __init__(
+        self, env: gym.Env, margin: float = 0.05, spacing: float = 0.1, horizon: int = 40, reach: float = 0.3
+    ) -> None:
         self.env: PointNavEnv = env.unwrapped  # type: ignore[assignment]
-        self.lookahead_cells = lookahead_cells
-        self.margin = margin
+        self.margin = margin  # how far path corners are eased into free space
+        self.spacing = spacing  # sample spacing along the path when looking for the farthest visible point
+        self.horizon = horizon  # samples looked at (4 m ahead at the default spacing)
+        self.reach = reach  # this close to the first bend, look past it
+
+    def _eased(self, corner: int) -> np.ndarray:
+        """A path corner moved `margin` away from its blocked cell, into free space."""
+        nav = self.env.nav
+        assert nav is not None
+        point = nav.graph.vertices[corner] * nav.res
+        s = nav.graph.blocked_dir[corner]
+        n = math.hypot(s[0], s[1])
+        return point if n == 0.0 else point - s * (self.margin / n)
 
     def waypoint(self) -> np.ndarray:
-        """The farthest point on the shortest path that is visible with clearance `margin` to spare."""
+        """The farthest point the agent can see on the next legs of the exact shortest path.
+
+        Far from the path's first bend, that bend (eased off its obstacle) is the target. Within `reach`
+        of it, the legs up to the second bend (corners eased, at most `horizon` samples) are sampled
+        every `spacing` metres and the farthest sample in a clear straight line is the target (string
+        pulling: a bend reached but not yet passed still gives a target just around it).
+        """
         env = self.env
         nav, field = env.nav, env.goal_field
         assert nav is not None and field is not None
         p = env.agent_position
-        clearance = nav.agent_radius + self.margin
-        if nav.line_of_sight(p, field.goal, clearance):
+        corners = nav.route(p, field)
+        if not corners:
             return field.goal
-        cells = nav.path_cells(p, field, self.lookahead_cells)
-        centers = nav.center_of(cells)
-        best = centers[min(1, len(centers) - 1)]
-        # Scan from far to near in strides of 4 cells: the first visible path point is the waypoint.
-        for k in range(len(centers) - 1, 0, -4):
-            if nav.line_of_sight(p, centers[k], clearance):
-                best = centers[k]
-                break
-        return best
+        first = self._eased(corners[0])
+        if math.hypot(*(first - p)) > self.reach:
+            return first  # the path's first leg (later bends take over as soon as they are in sight)
+        pts = [p, *(self._eased(c) for c in corners[:2])]
+        if len(corners) <= 2:
+            pts.append(field.goal)
+        samples = []
+        for a, b in itertools.pairwise(pts):
+            n = max(1, math.ceil(math.hypot(*(b - a)) / self.spacing))
+            samples.append(a + (b - a) * (np.arange(1, n + 1) / n)[:, None])
+        cand = np.concatenate(samples)[: self.horizon]
+        ok = ~nav.graph.blocked(p / nav.res, cand / nav.res)
+        return cand[int(np.flatnonzero(ok)[-1])] if ok.any() else pts[1]
 
     def act(self) -> int:
         env = self.env
