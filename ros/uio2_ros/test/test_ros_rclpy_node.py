@@ -56,6 +56,8 @@ class Robot:
         self.odom = self.io.create_publisher(Odometry, "/odom", 10)
         self.goal = self.io.create_publisher(PoseStamped, "/goal_pose", 10)
         self.enable = self.io.create_publisher(Bool, "/uio2_policy/enable", 10)
+        self.odom_live = False  # publish odometry with every camera frame (from `start` on)
+        self.stamp = None  # None: camera frames are stamped now; else a callable giving the Time message
         self.commands: list[tuple[float, object]] = []
         self.decisions: list[dict] = []
         self.io.create_subscription(
@@ -71,20 +73,26 @@ class Robot:
         msg = Image(**(fields or {k: v for k, v in image_fields(FRAME).items() if k != "data"}))
         if fields is None:
             msg.data = image_fields(FRAME)["data"]
-        msg.header.stamp = self.io.get_clock().now().to_msg()
+        msg.header.stamp = self.io.get_clock().now().to_msg() if self.stamp is None else self.stamp()
         msg.header.frame_id = "camera"
         self.camera.publish(msg)
 
-    def start(self, goal=(2.0, 0.0)):
+    def odometry(self, x=0.0, y=0.0):
         odom = Odometry()
         odom.header.frame_id = "odom"
+        odom.header.stamp = self.io.get_clock().now().to_msg()
+        odom.pose.pose.position.x, odom.pose.pose.position.y = x, y
         odom.pose.pose.orientation.w = 1.0
+        self.odom.publish(odom)
+
+    def start(self, goal=(2.0, 0.0)):
         goal_msg = PoseStamped()
         goal_msg.header.frame_id = "odom"
         goal_msg.pose.position.x, goal_msg.pose.position.y = goal
         goal_msg.pose.orientation.w = 1.0
         self.spin(0.3)  # let the endpoints match
-        self.odom.publish(odom)
+        self.odometry()
+        self.odom_live = True
         self.goal.publish(goal_msg)
         self.spin(0.1)
         self.enable.publish(Bool(data=True))
@@ -94,6 +102,8 @@ class Robot:
         while time.monotonic() < end:
             if camera_hz and time.monotonic() >= next_frame:
                 self.image()
+                if self.odom_live:
+                    self.odometry()
                 next_frame = time.monotonic() + 1.0 / camera_hz
             self.executor.spin_once(timeout_sec=0.005)
             if until is not None and until():
