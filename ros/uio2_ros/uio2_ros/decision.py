@@ -57,6 +57,8 @@ class Decision:
     def validate(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"decision family {self.family!r} is not one of {FAMILIES}")
+        if self.pointgoal is not None and (len(self.pointgoal) != 2 or not all(map(_finite, self.pointgoal))):
+            raise ValueError(f"decision pointgoal must be [rho, phi], got {self.pointgoal!r}")
         if self.fallback:
             return
         if self.family == "pointnav":
@@ -69,8 +71,6 @@ class Decision:
                 value = self.action[key]
                 if len(value) != want or not all(map(_finite, value)):
                     raise ValueError(f"vima decision {key} must be {want} finite numbers, got {value!r}")
-        if self.pointgoal is not None and (len(self.pointgoal) != 2 or not all(map(_finite, self.pointgoal))):
-            raise ValueError(f"decision pointgoal must be [rho, phi], got {self.pointgoal!r}")
 
 
 def _finite(value: Any) -> bool:

@@ -192,6 +192,12 @@ class PolicyRunner:
         if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)) or stamp_ns < 0:
             raise ValueError(f"frame stamp {stamp_ns!r} is not a non-negative integer of nanoseconds")
         stamp_ns = int(stamp_ns)
+        with self._lock:
+            last = self._frames.get(view)
+            if last is not None and last.stamp_ns == stamp_ns:
+                self._frame_problem[view] = "frozen_camera"  # the same frame again: it does not get younger
+                self.stats["repeated_stamp_frames"] += 1
+                return
         limit = self.cfg.max_stamp_age_s
         if clock_ns is not None and limit > 0:
             age = (int(clock_ns) - stamp_ns) / 1e9
@@ -201,12 +207,6 @@ class PolicyRunner:
                     self.stats["bad_stamp_frames"] += 1
                 when = f"{age:.3f} s before" if age > 0 else f"{-age:.3f} s after"
                 raise ValueError(f"frame stamped {when} the node clock (max_stamp_age_s {limit}): not used")
-        with self._lock:
-            last = self._frames.get(view)
-            if last is not None and last.stamp_ns == stamp_ns:
-                self._frame_problem[view] = "frozen_camera"  # the same frame again: it does not get younger
-                self.stats["repeated_stamp_frames"] += 1
-                return
         if self.cfg.image_height:
             rgb = resize(rgb, self.cfg.image_height, self.cfg.image_width)
         with self._lock:
