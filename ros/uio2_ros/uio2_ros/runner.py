@@ -265,12 +265,13 @@ class PolicyRunner:
             self._new_episode()
 
     def on_audio(self, samples: np.ndarray) -> None:
-        samples = np.asarray(samples, np.float32).reshape(-1)
+        keep = max(self.cfg.audio_samples, 1)
+        samples = np.asarray(samples, np.float64).reshape(-1)[-keep:]
         if not np.isfinite(samples).all():
             raise ValueError("audio chunk holds non-finite samples")
-        keep = max(self.cfg.audio_samples, 1)
         with self._lock:
-            self._audio = np.concatenate([self._audio, np.clip(samples, -1.0, 1.0)])[-keep:]
+            fresh = np.clip(samples, -1.0, 1.0).astype(np.float32)
+            self._audio = np.concatenate([self._audio, fresh])[-keep:]
 
     def set_enabled(self, enabled: bool) -> None:
         """Enabling (from disabled) starts a new episode; disabling stops at the next tick."""
