@@ -19,7 +19,8 @@ PINS=(
   "ros-jazzy-nav-msgs==5.3.6"
   "ros-jazzy-diagnostic-msgs==5.3.6"
 )
-TESTS=(ros/uio2_ros/test/test_ros_rclpy_node.py ros/uio2_ros/test/test_ros_rclpy_bag.py)
+TESTS=(ros/uio2_ros/test/test_ros_rclpy_node.py ros/uio2_ros/test/test_ros_rclpy_bag.py
+       ros/uio2_ros/test/test_ros_rclpy_faults.py)
 MULTIPROC=(ros/uio2_ros/test/test_ros_rclpy_multiproc.py)
 
 rm -rf "$VENV"

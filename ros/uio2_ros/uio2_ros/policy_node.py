@@ -61,6 +61,7 @@ class PolicyNode(Node):
         config = runner_config(values)  # bad parameters fail here, before a model is loaded
         self.runner = PolicyRunner(policy if policy is not None else make_policy(values), config)
         self.dropped: dict[str, int] = {}  # malformed messages per topic
+        self._drop_logged: dict[str, float] = {}  # topic -> when its last drop was logged
         self.qos_incompatible = 0
         self.tick_errors = 0  # exceptions caught in the control tick (each published a zero command)
         self.recording_error = ""  # why recording stopped ('' while it runs or was never asked for)
@@ -126,10 +127,12 @@ class PolicyNode(Node):
             try:
                 callback(msg)
             except Exception as err:  # a bad message must never take the node down
-                self.dropped[sub.topic_name] = self.dropped.get(sub.topic_name, 0) + 1
-                self.get_logger().warning(
-                    f"dropped a message on {sub.topic_name}: {err}", throttle_duration_sec=2.0
-                )
+                name = sub.topic_name
+                self.dropped[name] = self.dropped.get(name, 0) + 1
+                now = time.monotonic()  # throttled per topic: one noisy topic hides no other's problem
+                if now - self._drop_logged.get(name, -math.inf) >= 2.0:
+                    self._drop_logged[name] = now
+                    self.get_logger().warning(f"dropped a message on {name} (#{self.dropped[name]}): {err}")
 
         sub = self.create_subscription(msg_class, topic, guarded, qos, event_callbacks=events)
         self._record_topic(sub.topic_name, msg_class, qos_name)
