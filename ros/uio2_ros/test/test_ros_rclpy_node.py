@@ -173,12 +173,12 @@ def test_stale_images_stop_the_robot_within_the_limit(ros_context):
     robot = Robot(ros_context, node)
     try:
         robot.start()
-        robot.spin(1.5, camera_hz=30)
+        robot.spin(1.5, camera_hz=30, until=lambda: any(t.linear.x > 0.05 for t in _twists(robot)[-10:]))
         assert any(t.linear.x > 0.05 for t in _twists(robot)[-10:]), "the robot should be moving"
         robot.image()
         last_frame = time.monotonic()
         robot.commands.clear()
-        robot.spin(1.5)  # the camera goes silent
+        robot.spin(1.0)  # the camera goes silent
         moving = [t for t, m in robot.commands if m.linear.x != 0.0 or m.angular.z != 0.0]
         stopped_by = max(moving, default=last_frame) - last_frame
         assert stopped_by <= limit + 0.1, f"still moving {stopped_by:.3f} s after the last frame"
@@ -197,11 +197,11 @@ def test_commands_stay_within_limits_under_fuzzed_policy_outputs(ros_context):
     robot = Robot(ros_context, node)
     try:
         robot.start(goal=(5.0, 5.0))
-        robot.spin(4.0, camera_hz=30)
+        robot.spin(2.0, camera_hz=30)  # test_ros_runner_fuzz.py fuzzes the runner for thousands of ticks
         twists = _twists(robot)
         v = np.array([t.linear.x for t in twists])
         w = np.array([t.angular.z for t in twists])
-        assert len(v) > 40 and np.isfinite(v).all() and np.isfinite(w).all()
+        assert len(v) > 20 and np.isfinite(v).all() and np.isfinite(w).all()
         assert np.abs(v).max() <= limits["max_linear"] and np.abs(w).max() <= limits["max_angular"]
         assert np.abs(w).max() > 0.05 or np.abs(v).max() > 0.05  # it did act on the valid outputs
     finally:
