@@ -93,10 +93,14 @@ def main() -> None:
     enable_pub = io.create_publisher(Bool, "/uio2_policy/enable", 10)
     latencies, policy_ms, commands = [], [], [0]
 
+    odom = Odometry()  # published with every frame: the node stops when odometry goes stale
+    odom.header.frame_id = "odom"
+    odom.pose.pose.orientation.w = 1.0
+
     def new_goal() -> None:
-        odom, goal = Odometry(), PoseStamped()
-        odom.header.frame_id = goal.header.frame_id = "odom"
-        odom.pose.pose.orientation.w = goal.pose.orientation.w = 1.0
+        goal = PoseStamped()
+        goal.header.frame_id = "odom"
+        goal.pose.orientation.w = 1.0
         goal.pose.position.x = 3.0
         odom_pub.publish(odom)
         goal_pub.publish(goal)
@@ -123,8 +127,9 @@ def main() -> None:
         now = time.monotonic()
         if now >= next_frame:
             msg = Image(**fields)
-            msg.header.stamp = io.get_clock().now().to_msg()
+            msg.header.stamp = odom.header.stamp = io.get_clock().now().to_msg()
             camera.publish(msg)
+            odom_pub.publish(odom)
             next_frame = now + 1.0 / args.camera_hz
         executor.spin_once(timeout_sec=0.002)
     elapsed = time.monotonic() - start

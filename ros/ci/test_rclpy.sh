@@ -17,8 +17,10 @@ PINS=(
   "ros-jazzy-geometry-msgs==5.3.6"
   "ros-jazzy-sensor-msgs==5.3.6"
   "ros-jazzy-nav-msgs==5.3.6"
+  "ros-jazzy-diagnostic-msgs==5.3.6"
 )
-TESTS=(ros/uio2_ros/test/test_ros_rclpy_node.py ros/uio2_ros/test/test_ros_rclpy_bag.py)
+TESTS=(ros/uio2_ros/test/test_ros_rclpy_node.py ros/uio2_ros/test/test_ros_rclpy_bag.py
+       ros/uio2_ros/test/test_ros_rclpy_faults.py)
 MULTIPROC=(ros/uio2_ros/test/test_ros_rclpy_multiproc.py)
 
 rm -rf "$VENV"
@@ -27,7 +29,7 @@ if ! "$VENV/bin/pip" install -q "${PINS[@]}" -e . "pytest>=8" "pyyaml>=6" "rosba
   echo "ERROR: could not install the pinned ROS 2 Jazzy wheels into $VENV; the rclpy tests did NOT run" >&2
   exit 1
 fi
-"$VENV/bin/python" -c "import rclpy, sensor_msgs.msg, geometry_msgs.msg, nav_msgs.msg" || {
+"$VENV/bin/python" -c "import rclpy, sensor_msgs.msg, geometry_msgs.msg, nav_msgs.msg, diagnostic_msgs.msg" || {
   echo "ERROR: rclpy from the ROS wheels does not import; the rclpy tests did NOT run" >&2
   exit 1
 }

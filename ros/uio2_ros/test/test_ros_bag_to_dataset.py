@@ -75,6 +75,7 @@ def record_rollout(path, episodes, *, fallback_at=(), skip_frames=()):
                     if k not in skip_frames:
                         bag.write(CAMERA, stamp, image_message(ts, rgb, stamp_ns=stamp, step=W * 3 + 4))
                     stamps[stamp] = k
+                runner.on_odometry(0.1 * e, 0.0, 0.0, "odom")
                 out = runner.tick()
                 if runner.deciding:
                     runner.wait_for_decision(10)

@@ -21,6 +21,7 @@ from uio2_ros.params import NODE_NAME, PARAMETERS, check_values, runner_config
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "uio2_ros").glob("*.py"))
 ROS_PACKAGES = {"rclpy", "rcl_interfaces", "std_msgs", "geometry_msgs", "sensor_msgs", "nav_msgs", "launch",
+                "diagnostic_msgs",
                 "launch_ros", "ament_index_python", "builtin_interfaces"}  # fmt: skip
 
 

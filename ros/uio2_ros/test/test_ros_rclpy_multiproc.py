@@ -55,13 +55,18 @@ def test_the_node_process_runs_with_the_shipped_yaml_and_stops_the_robot_on_sigi
     goal_pub = io.create_publisher(PoseStamped, "/goal_pose", 10)
     enable_pub = io.create_publisher(Bool, "/uio2_policy/enable", 10)
 
+    odom = Odometry()
+    odom.header.frame_id = "odom"
+    odom.pose.pose.orientation.w = 1.0
+
     def spin(seconds, until=None, frames=True):
         end = time.monotonic() + seconds
         while time.monotonic() < end and proc.poll() is None:
-            if frames:
+            if frames:  # the camera and the odometry (the node stops on either going stale)
                 msg = Image(**image_fields(FRAME))
-                msg.header.stamp = io.get_clock().now().to_msg()
+                msg.header.stamp = odom.header.stamp = io.get_clock().now().to_msg()
                 camera.publish(msg)
+                odom_pub.publish(odom)
             executor.spin_once(timeout_sec=0.05)
             if until is not None and until():
                 return True
@@ -71,11 +76,10 @@ def test_the_node_process_runs_with_the_shipped_yaml_and_stops_the_robot_on_sigi
         assert spin(60.0, until=lambda: enable_pub.get_subscription_count() > 0), "the node never subscribed"
         assert spin(10.0, until=lambda: commands), "no command while disabled (it should publish zeros)"
         assert all(m.twist.linear.x == 0.0 and m.twist.angular.z == 0.0 for m in commands)
-        odom, goal = Odometry(), PoseStamped()
-        odom.header.frame_id = goal.header.frame_id = "odom"
-        odom.pose.pose.orientation.w = goal.pose.orientation.w = 1.0
+        goal = PoseStamped()
+        goal.header.frame_id = "odom"
+        goal.pose.orientation.w = 1.0
         goal.pose.position.x = 3.0
-        odom_pub.publish(odom)
         goal_pub.publish(goal)
         spin(0.2)
         enable_pub.publish(Bool(data=True))

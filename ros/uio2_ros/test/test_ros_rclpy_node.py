@@ -56,6 +56,8 @@ class Robot:
         self.odom = self.io.create_publisher(Odometry, "/odom", 10)
         self.goal = self.io.create_publisher(PoseStamped, "/goal_pose", 10)
         self.enable = self.io.create_publisher(Bool, "/uio2_policy/enable", 10)
+        self.odom_live = False  # publish odometry with every camera frame (from `start` on)
+        self.stamp = None  # None: camera frames are stamped now; else a callable giving the Time message
         self.commands: list[tuple[float, object]] = []
         self.decisions: list[dict] = []
         self.io.create_subscription(
@@ -71,20 +73,26 @@ class Robot:
         msg = Image(**(fields or {k: v for k, v in image_fields(FRAME).items() if k != "data"}))
         if fields is None:
             msg.data = image_fields(FRAME)["data"]
-        msg.header.stamp = self.io.get_clock().now().to_msg()
+        msg.header.stamp = self.io.get_clock().now().to_msg() if self.stamp is None else self.stamp()
         msg.header.frame_id = "camera"
         self.camera.publish(msg)
 
-    def start(self, goal=(2.0, 0.0)):
+    def odometry(self, x=0.0, y=0.0):
         odom = Odometry()
         odom.header.frame_id = "odom"
+        odom.header.stamp = self.io.get_clock().now().to_msg()
+        odom.pose.pose.position.x, odom.pose.pose.position.y = x, y
         odom.pose.pose.orientation.w = 1.0
+        self.odom.publish(odom)
+
+    def start(self, goal=(2.0, 0.0)):
         goal_msg = PoseStamped()
         goal_msg.header.frame_id = "odom"
         goal_msg.pose.position.x, goal_msg.pose.position.y = goal
         goal_msg.pose.orientation.w = 1.0
         self.spin(0.3)  # let the endpoints match
-        self.odom.publish(odom)
+        self.odometry()
+        self.odom_live = True
         self.goal.publish(goal_msg)
         self.spin(0.1)
         self.enable.publish(Bool(data=True))
@@ -94,6 +102,8 @@ class Robot:
         while time.monotonic() < end:
             if camera_hz and time.monotonic() >= next_frame:
                 self.image()
+                if self.odom_live:
+                    self.odometry()
                 next_frame = time.monotonic() + 1.0 / camera_hz
             self.executor.spin_once(timeout_sec=0.005)
             if until is not None and until():
@@ -163,12 +173,12 @@ def test_stale_images_stop_the_robot_within_the_limit(ros_context):
     robot = Robot(ros_context, node)
     try:
         robot.start()
-        robot.spin(1.5, camera_hz=30)
+        robot.spin(1.5, camera_hz=30, until=lambda: any(t.linear.x > 0.05 for t in _twists(robot)[-10:]))
         assert any(t.linear.x > 0.05 for t in _twists(robot)[-10:]), "the robot should be moving"
         robot.image()
         last_frame = time.monotonic()
         robot.commands.clear()
-        robot.spin(1.5)  # the camera goes silent
+        robot.spin(1.0)  # the camera goes silent
         moving = [t for t, m in robot.commands if m.linear.x != 0.0 or m.angular.z != 0.0]
         stopped_by = max(moving, default=last_frame) - last_frame
         assert stopped_by <= limit + 0.1, f"still moving {stopped_by:.3f} s after the last frame"
@@ -187,11 +197,11 @@ def test_commands_stay_within_limits_under_fuzzed_policy_outputs(ros_context):
     robot = Robot(ros_context, node)
     try:
         robot.start(goal=(5.0, 5.0))
-        robot.spin(4.0, camera_hz=30)
+        robot.spin(2.0, camera_hz=30)  # test_ros_runner_fuzz.py fuzzes the runner for thousands of ticks
         twists = _twists(robot)
         v = np.array([t.linear.x for t in twists])
         w = np.array([t.angular.z for t in twists])
-        assert len(v) > 40 and np.isfinite(v).all() and np.isfinite(w).all()
+        assert len(v) > 20 and np.isfinite(v).all() and np.isfinite(w).all()
         assert np.abs(v).max() <= limits["max_linear"] and np.abs(w).max() <= limits["max_angular"]
         assert np.abs(w).max() > 0.05 or np.abs(v).max() > 0.05  # it did act on the valid outputs
     finally:

@@ -17,6 +17,7 @@ complete bag from every whole message in that file and keeps the damaged origina
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -305,6 +306,11 @@ class BagRecorder:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def error(self) -> BaseException | None:
+        """The last error of the background flush (e.g. a full disk), or None."""
+        return self._flush_error
+
     def add_topic(self, topic: str, msgtype: str, qos: str | Qos = "reliable") -> None:
         """Register `topic` (e.g. "/cmd_vel", "geometry_msgs/msg/Twist"); the same call again is a no-op.
 
@@ -447,7 +453,14 @@ class BagRecorder:
             if self._closed:
                 return
             self._closed = True
-            self._writer.close()
+            try:
+                self._writer.close()
+            except BaseException:  # e.g. the disk is full: release the data file all the same
+                bio = getattr(self._writer.storage, "bio", None)
+                if bio is not None:
+                    with contextlib.suppress(OSError):
+                        bio.close()
+                raise
 
     def __enter__(self) -> BagRecorder:
         return self

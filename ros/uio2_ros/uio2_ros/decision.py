@@ -32,7 +32,8 @@ class Decision:
     decision_ms: float = 0.0
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False)
+        """Strict JSON whatever the fields hold: non-finite numbers become null (never an exception)."""
+        return json.dumps(_jsonable(asdict(self)), separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> Decision:
@@ -56,6 +57,8 @@ class Decision:
     def validate(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"decision family {self.family!r} is not one of {FAMILIES}")
+        if self.pointgoal is not None and (len(self.pointgoal) != 2 or not all(map(_finite, self.pointgoal))):
+            raise ValueError(f"decision pointgoal must be [rho, phi], got {self.pointgoal!r}")
         if self.fallback:
             return
         if self.family == "pointnav":
@@ -66,12 +69,27 @@ class Decision:
                 raise ValueError(f"vima decision action must hold exactly {VIMA_KEYS}, got {self.action!r}")
             for key, want in zip(VIMA_KEYS, (2, 4, 2, 4), strict=True):
                 value = self.action[key]
-                if len(value) != want or not all(math.isfinite(float(v)) for v in value):
+                if len(value) != want or not all(map(_finite, value)):
                     raise ValueError(f"vima decision {key} must be {want} finite numbers, got {value!r}")
-        if self.pointgoal is not None and (
-            len(self.pointgoal) != 2 or not all(math.isfinite(float(v)) for v in self.pointgoal)
-        ):
-            raise ValueError(f"decision pointgoal must be [rho, phi], got {self.pointgoal!r}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: numpy scalars/arrays to Python, non-finite floats to None, keys to str."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy
+        return _jsonable(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
 
 
 def action_to_json(action: Any) -> int | dict | None:

@@ -12,10 +12,16 @@ from typing import Any
 
 
 def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
-    """Yaw (rad, counter-clockwise about z) of an xyzw quaternion; tilt is ignored."""
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    if not math.isfinite(n) or n == 0.0:
+    """Yaw (rad, counter-clockwise about z) of an xyzw quaternion; tilt is ignored.
+
+    Any finite non-zero quaternion is normalised first (scaled by its largest component, so huge or
+    tiny ones neither overflow nor underflow); zero or non-finite ones are not rotations: ValueError.
+    """
+    scale = max(abs(x), abs(y), abs(z), abs(w))
+    if not math.isfinite(scale) or scale == 0.0 or not all(math.isfinite(v) for v in (x, y, z, w)):
         raise ValueError(f"orientation quaternion ({x}, {y}, {z}, {w}) is not a rotation")
+    x, y, z, w = x / scale, y / scale, z / scale, w / scale
+    n = math.sqrt(x * x + y * y + z * z + w * w)
     x, y, z, w = x / n, y / n, z / n, w / n
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
@@ -32,6 +38,15 @@ def planar_pose(pose: Any) -> tuple[float, float, float]:
     if not (math.isfinite(x) and math.isfinite(y)):
         raise ValueError(f"pose position ({x}, {y}) is not finite")
     return x, y, yaw_from_quaternion(float(q.x), float(q.y), float(q.z), float(q.w))
+
+
+def goal_position(pose: Any) -> tuple[float, float]:
+    """(x, y) of a goal `geometry_msgs/Pose`-like object. A PointNav goal is a point: its orientation
+    is never read, so a zero (or any) quaternion there is accepted, deliberately."""
+    x, y = float(pose.position.x), float(pose.position.y)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"goal position ({x}, {y}) is not finite")
+    return x, y
 
 
 def pointgoal(robot_xy_yaw: tuple[float, float, float], goal_xy: tuple[float, float]) -> tuple[float, float]:

@@ -52,7 +52,14 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "max_episode_steps": (500, "decisions per episode before the node stops on its own"),
     # safety
     "start_enabled": (False, "move without an explicit enable message"),
-    "max_image_age_s": (0.5, "zero command when the newest camera frame is older than this"),
+    "max_image_age_s": (0.5, "zero command when the newest camera frame arrived longer ago than this (s)"),
+    "max_stamp_age_s": (0.5, "frames stamped further than this from the node clock (ROS time; /clock with "
+                        "use_sim_time) are not used (s; 0 = no check)"),
+    "max_odom_age_s": (0.5, "zero command when navigating with odometry older than this (s)"),
+    "nav_workspace_m": (1000.0, "goals and odometry with |x| or |y| beyond this (m) are rejected"),
+    "max_instruction_chars": (2000, "longer instructions are rejected (the old one stays)"),
+    "max_instruction_tokens": (256, "longer instructions (tokens of the policy's tokenizer, else words) "
+                               "are rejected"),
     "max_policy_latency_s": (2.0, "zero command (and drop the result) when a decision takes longer"),
     "max_linear": (0.3, "|linear.x| limit (m/s)"),
     "max_angular": (0.8, "|angular.z| limit (rad/s)"),
@@ -109,6 +116,9 @@ def runner_config(values: dict[str, Any]) -> RunnerConfig:
         image_height=int(v["image_height"]), image_width=int(v["image_width"]),
         policy_period_s=float(v["policy_period_s"]), max_image_age_s=float(v["max_image_age_s"]),
         max_policy_latency_s=float(v["max_policy_latency_s"]), max_episode_steps=int(v["max_episode_steps"]),
+        max_stamp_age_s=float(v["max_stamp_age_s"]), max_odom_age_s=float(v["max_odom_age_s"]),
+        nav_workspace_m=float(v["nav_workspace_m"]), max_instruction_chars=int(v["max_instruction_chars"]),
+        max_instruction_tokens=int(v["max_instruction_tokens"]),
         audio_samples=int(v["audio_samples"]), motion=motion, limits=limits,
         control_period_s=1.0 / float(v["control_rate_hz"]),
         workspace_low=(low[0], low[1]), workspace_high=(high[0], high[1]),

@@ -12,9 +12,17 @@ clamped to the workspace) for the robot's own motion stack, at most once per pol
 
 Safety rules (each with a `reason` on the command and a counter in `stats`):
 - disabled (the default at start)            -> zero
-- no camera frame yet / frame older than limit -> zero, motion cancelled
+- no camera frame yet / frame older than limit -> zero, motion cancelled ("no_image", "stale_image";
+  "frozen_camera" when frames keep coming with an unchanged header stamp, "bad_stamp" when their
+  stamps are too far from the node clock)
+- navigating to a goal with no odometry, or odometry older than its limit -> zero ("stale_odometry")
 - decision slower than the limit              -> zero, late result discarded
 - output the codec could not parse (fallback), policy exception, non-finite action -> nothing moves
+- anything that raises inside `tick`          -> zero ("tick_error"), counted, the loop goes on
+
+Inputs are checked where they come in (`on_*` raise `ValueError` naming the problem; the node logs and
+drops the message): every number finite, navigation coordinates within `nav_workspace_m`, goal and
+odometry frames named, instructions within `max_instruction_chars` / `max_instruction_tokens`.
 """
 
 from __future__ import annotations
@@ -57,6 +65,11 @@ class RunnerConfig:
     control_period_s: float = 0.05
     workspace_low: tuple[float, float] = VIMA_WORKSPACE_LOW
     workspace_high: tuple[float, float] = VIMA_WORKSPACE_HIGH
+    max_odom_age_s: float = 0.5  # navigating with older odometry -> zero
+    max_stamp_age_s: float = 0.5  # |node clock - frame stamp| beyond this -> frame rejected (0: no check)
+    nav_workspace_m: float = 1000.0  # goal / odometry x, y beyond +-this -> rejected
+    max_instruction_chars: int = 2000
+    max_instruction_tokens: int = 256  # the policy's tokenizer when it has one, else whitespace words
 
     def __post_init__(self) -> None:
         if self.family not in ("pointnav", "vima"):
@@ -65,10 +78,14 @@ class RunnerConfig:
             raise ValueError("at least one camera view is needed")
         if self.family == "pointnav" and tuple(self.views) != ("rgb",):
             raise ValueError(f"pointnav uses one camera view named 'rgb', got {self.views}")
-        for name in ("policy_period_s", "max_image_age_s", "max_policy_latency_s", "control_period_s"):
+        positive = ("policy_period_s", "max_image_age_s", "max_policy_latency_s", "control_period_s",
+                    "max_odom_age_s", "nav_workspace_m", "max_instruction_chars", "max_instruction_tokens")
+        for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be positive, got {value}")
+        if not (math.isfinite(self.max_stamp_age_s) and self.max_stamp_age_s >= 0):
+            raise ValueError(f"max_stamp_age_s must be >= 0 (0: no check), got {self.max_stamp_age_s}")
         if (self.image_height > 0) != (self.image_width > 0):
             raise ValueError("set both image_height and image_width, or neither")
 
@@ -83,6 +100,7 @@ class PickPlace:
 
 @dataclass
 class TickOutput:
+    stamp: float = 0.0  # the time the command limiter used: stamp the command with exactly this
     velocity: VelocityCommand | None = None  # navigation: publish every tick
     pick_place: PickPlace | None = None  # manipulation: publish once
     decision: Decision | None = None  # publish (and record) once per decision
@@ -134,8 +152,10 @@ class PolicyRunner:
         self.stats: Counter[str] = Counter()
         self._lock = threading.Lock()  # sensor callbacks may run on other executor threads
         self._frames: dict[str, _Frame] = {}
+        self._frame_problem: dict[str, str] = {}  # view -> why its newest frames were not taken
         self._odom: tuple[float, float, float] | None = None
         self._odom_frame = ""
+        self._odom_received = -math.inf
         self._goal: tuple[float, float] | None = None
         self._goal_frame = ""
         self._instruction = ""
@@ -153,43 +173,105 @@ class PolicyRunner:
         # Called (on the worker thread) when a decision is ready, so the owner can tick at once
         # instead of at the next control period; the node wires it to a guard condition.
         self.on_decision_ready: Callable[[], None] | None = None
+        encode = getattr(getattr(policy, "vocab", None), "encode", None)
+        self._count_tokens: Callable[[str], int] = (
+            (lambda text: len(encode(text))) if callable(encode) else (lambda text: len(text.split()))
+        )
 
     # -- sensor inputs (any thread) --------------------------------------------------------------------
-    def on_image(self, view: str, rgb: np.ndarray, stamp_ns: int, now: float | None = None) -> None:
+    def on_image(
+        self, view: str, rgb: np.ndarray, stamp_ns: int, now: float | None = None, clock_ns: int | None = None
+    ) -> None:
+        """A camera frame with its header stamp; `clock_ns` is the node clock (ROS time) it is checked
+        against (None: no stamp-age check). A frame with its predecessor's stamp is not new."""
         if view not in self.cfg.views:
             raise ValueError(f"unknown camera view {view!r}; configured views are {self.cfg.views}")
+        rgb = np.asarray(rgb)
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+            raise ValueError(f"camera frame must be HxWx3 uint8, got {rgb.dtype} {rgb.shape}")
+        if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)) or stamp_ns < 0:
+            raise ValueError(f"frame stamp {stamp_ns!r} is not a non-negative integer of nanoseconds")
+        stamp_ns = int(stamp_ns)
+        with self._lock:
+            last = self._frames.get(view)
+            if last is not None and last.stamp_ns == stamp_ns:
+                self._frame_problem[view] = "frozen_camera"  # the same frame again: it does not get younger
+                self.stats["repeated_stamp_frames"] += 1
+                return
+        limit = self.cfg.max_stamp_age_s
+        if clock_ns is not None and limit > 0:
+            age = (int(clock_ns) - stamp_ns) / 1e9
+            if abs(age) > limit:
+                with self._lock:
+                    self._frame_problem[view] = "bad_stamp"
+                    self.stats["bad_stamp_frames"] += 1
+                when = f"{age:.3f} s before" if age > 0 else f"{-age:.3f} s after"
+                raise ValueError(f"frame stamped {when} the node clock (max_stamp_age_s {limit}): not used")
         if self.cfg.image_height:
             rgb = resize(rgb, self.cfg.image_height, self.cfg.image_width)
         with self._lock:
-            self._frames[view] = _Frame(rgb, int(stamp_ns), self.clock() if now is None else now)
+            self._frames[view] = _Frame(rgb, stamp_ns, self.clock() if now is None else now)
+            self._frame_problem.pop(view, None)
 
-    def on_odometry(self, x: float, y: float, yaw: float, frame_id: str = "") -> None:
-        if not all(math.isfinite(v) for v in (x, y, yaw)):
-            raise ValueError(f"odometry pose ({x}, {y}, {yaw}) is not finite")
-        with self._lock:
-            self._odom, self._odom_frame = (x, y, yaw), frame_id
-
-    def on_goal(self, x: float, y: float, frame_id: str = "") -> None:
-        """A new navigation goal (in the odometry frame) starts a new episode."""
+    def _check_xy(self, what: str, x: float, y: float) -> tuple[float, float]:
+        x, y = float(x), float(y)
+        bound = self.cfg.nav_workspace_m
         if not (math.isfinite(x) and math.isfinite(y)):
-            raise ValueError(f"goal ({x}, {y}) is not finite")
+            raise ValueError(f"{what} ({x}, {y}) is not finite")
+        if abs(x) > bound or abs(y) > bound:
+            raise ValueError(f"{what} ({x:.6g}, {y:.6g}) is outside the workspace: |x|, |y| <= {bound} m "
+                             "(nav_workspace_m)")  # fmt: skip
+        return x, y
+
+    @staticmethod
+    def _check_frame(what: str, frame_id: str) -> str:
+        if not frame_id:
+            raise ValueError(f"{what} has an empty frame_id; name its frame (the odometry frame, e.g. odom)")
+        return str(frame_id)
+
+    def on_odometry(self, x: float, y: float, yaw: float, frame_id: str, now: float | None = None) -> None:
+        x, y = self._check_xy("odometry position", x, y)
+        if not math.isfinite(yaw):
+            raise ValueError(f"odometry yaw {yaw} is not finite")
+        frame_id = self._check_frame("odometry", frame_id)
+        with self._lock:
+            self._odom, self._odom_frame = (x, y, float(yaw)), frame_id
+            self._odom_received = self.clock() if now is None else now
+
+    def on_goal(self, x: float, y: float, frame_id: str) -> None:
+        """A new navigation goal (in the odometry frame) starts a new episode."""
+        x, y = self._check_xy("goal", x, y)
+        frame_id = self._check_frame("goal", frame_id)
         with self._lock:
             self._goal, self._goal_frame = (x, y), frame_id
             self._new_episode()
 
     def on_instruction(self, text: str) -> None:
-        """A new instruction (the prompt) starts a new episode."""
+        """A new instruction (the prompt) starts a new episode; too long -> ValueError, kept the old one."""
+        text = str(text)
+        if len(text) > self.cfg.max_instruction_chars:
+            raise ValueError(
+                f"instruction of {len(text)} characters is longer than max_instruction_chars "
+                f"{self.cfg.max_instruction_chars}: ignored"
+            )
+        tokens = self._count_tokens(text)
+        if tokens > self.cfg.max_instruction_tokens:
+            raise ValueError(
+                f"instruction of {tokens} tokens is longer than max_instruction_tokens "
+                f"{self.cfg.max_instruction_tokens}: ignored"
+            )
         with self._lock:
-            self._instruction = str(text)
+            self._instruction = text
             self._new_episode()
 
     def on_audio(self, samples: np.ndarray) -> None:
-        samples = np.asarray(samples, np.float32).reshape(-1)
+        keep = max(self.cfg.audio_samples, 1)
+        samples = np.asarray(samples, np.float64).reshape(-1)[-keep:]
         if not np.isfinite(samples).all():
             raise ValueError("audio chunk holds non-finite samples")
-        keep = max(self.cfg.audio_samples, 1)
         with self._lock:
-            self._audio = np.concatenate([self._audio, np.clip(samples, -1.0, 1.0)])[-keep:]
+            fresh = np.clip(samples, -1.0, 1.0).astype(np.float32)
+            self._audio = np.concatenate([self._audio, fresh])[-keep:]
 
     def set_enabled(self, enabled: bool) -> None:
         """Enabling (from disabled) starts a new episode; disabling stops at the next tick."""
@@ -207,52 +289,77 @@ class PolicyRunner:
         self._last_submit = -math.inf
 
     # -- the control loop --------------------------------------------------------------------------------
-    def tick(self, now: float | None = None) -> TickOutput:
-        """One control period: returns what to publish. Never blocks on the policy."""
+    def tick(self, now: float | None = None, stamp: float | None = None) -> TickOutput:
+        """One control period: returns what to publish. Never blocks on the policy, never raises.
+
+        `now` (the runner's clock) times the watchdogs; `stamp` (seconds, default `now`) is the time
+        the command will carry, and the one the command limiter uses, so acceleration measured
+        between command stamps holds exactly.
+        """
         now = self.clock() if now is None else now
+        stamp = now if stamp is None else stamp
         with self._lock:
-            out = TickOutput()
-            self._harvest(now, out)
-            velocity = self._control(now, out)
+            out = TickOutput(stamp=stamp)
+            try:
+                self._harvest(now, out)
+                velocity = self._control(now, stamp, out)
+            except Exception as err:  # a bug or an input nobody foresaw: stop, say why, keep going
+                self.stats["tick_error"] += 1
+                self._profile = None
+                self._needs_reset = True
+                out.events.append(f"tick error (robot stopped): {type(err).__name__}: {err}")
+                velocity = self.limiter.stop(stamp, "tick_error")
             if self.cfg.family == "pointnav":
                 out.velocity = velocity
             return out
 
-    def _stop(self, now: float, reason: str, out: TickOutput) -> VelocityCommand:
+    def _stop(self, stamp: float, reason: str, out: TickOutput) -> VelocityCommand:
         if reason != self.limiter.last.reason:
             out.events.append(f"stop: {reason}")
         self.stats[reason] += 1
         self._profile = None
-        return self.limiter.stop(now, reason)
+        return self.limiter.stop(stamp, reason)
 
-    def _control(self, now: float, out: TickOutput) -> VelocityCommand:
+    def _stale_image(self, now: float, frames: list[_Frame]) -> str:
+        for view, f in zip(self.cfg.views, frames, strict=True):
+            if now - f.received > self.cfg.max_image_age_s:
+                return self._frame_problem.get(view, "stale_image")
+        return ""
+
+    def _control(self, now: float, stamp: float, out: TickOutput) -> VelocityCommand:
         if not self.enabled:
-            return self._stop(now, "disabled", out)
+            return self._stop(stamp, "disabled", out)
         frames = [self._frames.get(v) for v in self.cfg.views]
         if any(f is None for f in frames):
-            return self._stop(now, "no_image", out)
-        if any(now - f.received > self.cfg.max_image_age_s for f in frames):
-            return self._stop(now, "stale_image", out)
+            return self._stop(stamp, "no_image", out)
+        stale = self._stale_image(now, frames)  # type: ignore[arg-type]
+        if stale:
+            return self._stop(stamp, stale, out)
+        if self.cfg.family == "pointnav" and self._goal is not None:
+            if self._odom is None:
+                return self._stop(stamp, "no_odometry", out)
+            if now - self._odom_received > self.cfg.max_odom_age_s:
+                return self._stop(stamp, "stale_odometry", out)
         pending = self._pending
         if pending is not None and now - pending.submitted > self.cfg.max_policy_latency_s:
             if not pending.late:
                 pending.late = True
                 limit = self.cfg.max_policy_latency_s
                 out.events.append(f"policy slower than {limit}s: its result will be dropped")
-            return self._stop(now, "policy_timeout", out)
+            return self._stop(stamp, "policy_timeout", out)
         if self._profile is not None:
             t = now - self._profile_start
             if t < self._profile.duration:
                 v, w = self._profile.velocity(t)
-                return self.limiter.limit(VelocityCommand(v, w, "motion"), now)
+                return self.limiter.limit(VelocityCommand(v, w, "motion"), stamp)
             self._profile = None
         if self.done:
-            return self._stop(now, "episode_done", out)
+            return self._stop(stamp, "episode_done", out)
         if pending is None and now - self._last_submit >= self.cfg.policy_period_s:
-            problem = self._submit(now, frames)
+            problem = self._submit(now, frames)  # type: ignore[arg-type]
             if problem:
-                return self._stop(now, problem, out)
-        return self.limiter.limit(VelocityCommand(0.0, 0.0, "waiting_for_policy"), now)
+                return self._stop(stamp, problem, out)
+        return self.limiter.limit(VelocityCommand(0.0, 0.0, "waiting_for_policy"), stamp)
 
     def _observation(self, frames: list[_Frame]) -> tuple[dict[str, Any] | None, list[float] | None, str]:
         if self.cfg.family == "vima":
@@ -265,6 +372,8 @@ class PolicyRunner:
         if self._goal_frame and self._odom_frame and self._goal_frame != self._odom_frame:
             return None, None, "goal_frame_mismatch"
         rho, phi = pointgoal(self._odom, self._goal)
+        if not (math.isfinite(rho) and math.isfinite(phi)):  # cannot happen within the workspace bound
+            return None, None, "bad_pointgoal"
         obs: dict[str, Any] = {"rgb": frames[0].rgb,
                                "pointgoal_with_gps_compass": np.array([rho, phi], np.float32)}  # fmt: skip
         if self.cfg.audio_samples:
