@@ -118,6 +118,7 @@ def test_observations_are_checked_against_the_declared_space():
         ({**good, "ee": 2}, r"obs\['ee'\]: expected an int in \[0, 2\)"),
         ({**good, "ee": True}, "expected an int"),
         ({**good, "pos": np.zeros(2, np.float64)}, r"obs\['pos'\]: expected float32 array of shape \(2,\)"),
+        ({**good, "pos": np.array([np.nan, 0.5], np.float32)}, r"obs\['pos'\]: expected finite values"),
         ({**good, "rgb": {"front": np.zeros((3, 16, 33), np.uint8)}}, r"obs\['rgb'\]\['front'\]"),
         ({**good, "pair": [np.zeros(3, np.int8)]}, "a list of 2 items"),
         ([1, 2], "expected a map"),

@@ -2,14 +2,16 @@
 
 import threading
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from agent.envs import resolve_env
 from agent.rollout import EpisodeSink, evaluate
 from agent.server.backends import UIO2Backend
-from agent.server.client import RemotePolicy, fetch_json
+from agent.server.client import RemoteError, RemotePolicy, fetch_json
 from agent.server.server import ServerConfig, ServerThread
+from policies.base import TaskSpec
 from policies.uio2_policy import UIO2Policy
 
 POLICY_KWARGS = dict(max_frames=4, text_len=96)
@@ -96,3 +98,74 @@ def test_concurrent_clients_are_batched_into_one_model_call(server):
     new = {int(k): v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
     assert max(new) > 1, new
     assert metrics["sessions"] == 0  # every client's session freed on close
+
+
+def _hostile_tasks(space):
+    """Sessions whose declared spaces pass the server's checks but whose observations break the policy
+    (or, for NaN, fail the finiteness check): each with an observation matching its own declaration."""
+    goal = space["pointgoal_with_gps_compass"]
+    box = gym.spaces.Box
+    variants = [
+        {"rgb": box(0.0, 1.0, (32, 32, 3), np.float32), "pointgoal_with_gps_compass": goal},  # NaN below
+        {"rgb": box(0, 255, (0, 0, 3), np.uint8), "pointgoal_with_gps_compass": goal},
+        {"rgb": box(0, 255, (32, 32), np.uint8), "pointgoal_with_gps_compass": goal},
+        {"rgb": space["rgb"]},  # no goal
+        {"rgb": space["rgb"], "pointgoal_with_gps_compass": box(-1.0, 1.0, (0,), np.float32)},
+    ]
+    out = []
+    for spaces in variants:
+        obs_space = gym.spaces.Dict(spaces)
+        obs = {k: np.zeros(s.shape, s.dtype) for k, s in spaces.items()}
+        if obs["rgb"].dtype == np.float32:
+            obs["rgb"][0, 0, 0] = np.nan
+        out.append((TaskSpec("pointnav", obs_space, gym.spaces.Discrete(4)), obs))
+    return out
+
+
+def test_a_hostile_session_never_fails_an_honest_one_in_the_same_batch(server):
+    env = resolve_env("pointnav", **POINTNAV)[0].make()
+    obs, _ = env.reset(seed=0)
+    honest_task = TaskSpec("pointnav", env.observation_space, env.action_space, seed=0)
+    hostile = _hostile_tasks(env.observation_space)
+    steps = len(hostile)
+    barrier = threading.Barrier(2)
+    honest_actions: list = []
+    hostile_codes: list = []
+    errors: list = []
+
+    def honest() -> None:
+        try:
+            with RemotePolicy(server.url, timeout=120) as p:
+                p.reset(honest_task)
+                for _ in range(steps):
+                    barrier.wait(timeout=120)
+                    honest_actions.append(p.act(obs))
+        except Exception as err:  # reported below
+            errors.append(err)
+            barrier.abort()
+
+    def attacker() -> None:
+        try:
+            with RemotePolicy(server.url, timeout=120) as p:
+                for step in range(steps):
+                    task, bad = hostile[step % len(hostile)]
+                    p.reset(task)
+                    barrier.wait(timeout=120)
+                    with pytest.raises(RemoteError) as err:
+                        p.act(bad)
+                    hostile_codes.append(err.value.code)
+        except Exception as err:  # reported below
+            errors.append(err)
+            barrier.abort()
+
+    before = fetch_json(server.url)["counters"].get("batches_retried_row_by_row", 0)
+    threads = [threading.Thread(target=honest), threading.Thread(target=attacker)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    env.close()
+    assert not errors, errors
+    assert len(honest_actions) == steps and all(a in range(4) for a in honest_actions)
+    assert set(hostile_codes) == {"invalid_observation", "policy_error"}, hostile_codes
+    assert fetch_json(server.url)["counters"].get("batches_retried_row_by_row", 0) > before  # shared batches

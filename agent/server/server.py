@@ -252,6 +252,12 @@ class PolicyServer:
                 )
             if session.busy:
                 raise ProtocolError("session_busy", f"session {session.id} has a step in flight")
+            if session.failed:
+                raise ProtocolError(
+                    "policy_error",
+                    f"session {session.id}: the policy failed on an earlier step ({session.failed}); "
+                    "reset it",
+                )
             check_observation(session.observation_space, item.get("obs"), f"items[{i}].obs")
             info = item.get("info") or {}
             if not isinstance(info, dict):

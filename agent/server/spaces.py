@@ -131,5 +131,11 @@ def check_observation(space: gym.Space, value: Any, path: str = "obs") -> None:
     elif isinstance(space, gym.spaces.Box | gym.spaces.MultiBinary | gym.spaces.MultiDiscrete):
         if not isinstance(value, np.ndarray) or value.dtype != space.dtype or value.shape != space.shape:
             raise bad(f"{space.dtype} array of shape {space.shape}")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ProtocolError(
+                "invalid_observation",
+                f"{path}: expected finite values, got {int(np.size(value) - np.isfinite(value).sum())} "
+                "NaN or infinite",
+            )
     else:
         raise ProtocolError("invalid_task", f"{path}: cannot check observations of a {type(space).__name__}")
