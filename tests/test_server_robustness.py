@@ -2,6 +2,7 @@
 
 A cheap backend (the random policy) stands in for the model: what is tested here is the server."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -270,3 +271,59 @@ def test_one_connection_serves_many_sessions_and_sessions_are_isolated(server):
         assert got == [[local.act(_obs())] * 3 for _ in range(5)]
     metrics = fetch_json(server.url)
     assert metrics["sessions"] == 0 and metrics["batch_size"]["max"] >= 3
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _raw_box(shape, dtype="|u1") -> dict:
+    return {"type": "box", "low": 0, "high": 255, "shape": list(shape), "dtype": dtype}
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads RSS from /proc (Linux)")
+def test_a_tiny_reset_cannot_make_the_server_allocate_its_declared_spaces(server):
+    """About 300 bytes declaring four 16 MiB uint8 Boxes (each within the per-array limit) once cost
+    256 MiB of RSS per reset; the declared total is now refused before any space is built."""
+    amplifying = {"type": "dict", "spaces": {f"k{i}": _raw_box((16 * 2**20,)) for i in range(4)}}
+    task = {"env_id": "x", "observation_space": amplifying, "action_space": {"type": "discrete", "n": 2}}
+    request = msgpack.packb({"op": "reset", "id": 1, "items": [{"session": None, "task": task}] * 4})
+    assert len(request) < 1200
+    before = _rss_bytes()
+    with connect(server.url, compression=None) as ws:
+        assert decode(ws.recv(timeout=10))["op"] == "hello"
+        for _ in range(3):
+            reply = _raw_request(ws, request)
+            assert reply["ok"] is False and reply["error"]["code"] == "invalid_task", reply
+            assert "limit per session" in reply["error"]["message"]
+    assert _rss_bytes() - before < 32 * 2**20
+    assert fetch_json(server.url)["declared_space_bytes"] == 0
+
+
+def test_declared_bytes_of_all_open_sessions_and_sessions_per_connection_are_bounded():
+    config = ServerConfig(port=0, max_total_space_bytes=3 * 2**20, max_sessions_per_connection=6)
+    task = {
+        "env_id": "x",
+        "observation_space": _raw_box((2**20,)),
+        "action_space": {"type": "discrete", "n": 2},
+    }
+    reset = {"op": "reset", "id": 1, "items": [{"session": None, "task": task}]}
+    with ServerThread(_random_backend(), config) as running, connect(running.url, compression=None) as ws:
+        decode(ws.recv(timeout=10))
+        for _ in range(3):  # 1 MiB (+ 8 B for the action space) each: the third one is over 3 MiB
+            reply = _raw_request(ws, encode(reset))
+        assert reply["ok"] is False and reply["error"]["code"] == "overloaded", reply
+        assert "total" in reply["error"]["message"]
+        assert fetch_json(running.url)["sessions"] == 2
+        small = {**task, "observation_space": _raw_box((4,))}
+        replies = [
+            _raw_request(ws, encode({**reset, "items": [{"session": None, "task": small}]})) for _ in range(5)
+        ]
+        assert [r["ok"] for r in replies] == [True] * 4 + [False]
+        assert "6 per connection" in replies[-1]["error"]["message"]
+        sessions = fetch_json(running.url)
+        assert sessions["sessions"] == 6 and sessions["declared_space_bytes"] == 2 * (2**20 + 8) + 4 * 12
+        reply = _raw_request(ws, encode({"op": "close", "id": 2, "sessions": [replies[0]["sessions"][0]]}))
+        assert reply["ok"]
+        assert fetch_json(running.url)["declared_space_bytes"] == 2 * (2**20 + 8) + 3 * 12

@@ -34,6 +34,8 @@ class Session:
     key: Hashable
     row: Any
     observation_space: Any
+    space_bytes: int = 0  # declared bytes of its spaces, counted against the server's total
+    client: str = ""  # the peer's address, for the per-client session limit
     steps: int = 0
     busy: bool = False  # an act is in flight (one step at a time per session)
     stale: bool = False  # a timed-out step may still change the row: the client must reset

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -30,7 +31,7 @@ from agent.server.backends import RowBackend
 from agent.server.batcher import Batcher, Session
 from agent.server.metrics import Metrics
 from agent.server.protocol import PROTOCOL_VERSION, Limits, ProtocolError, decode, encode, error_reply
-from agent.server.spaces import check_observation, decode_task
+from agent.server.spaces import check_observation, decode_task, task_bytes
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class ServerConfig:
     call_timeout_s: float = 300.0  # per act request, queueing included (the first call also compiles)
     max_sessions: int = 1024
     max_sessions_per_connection: int = 256
+    max_sessions_per_client: int = 512  # per peer address (one robot or simulator host)
+    max_total_space_bytes: int = 512 * 2**20  # declared space bytes of all open sessions together
     limits: Limits = field(default_factory=Limits)
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
@@ -62,6 +65,9 @@ class PolicyServer:
         self._server: Server | None = None
         self._batcher_task: asyncio.Task | None = None
         self._connections = 0
+        self._space_bytes = 0  # declared by open sessions, plus resets being built
+        self._reserved_sessions = 0  # resets being built
+        self._client_sessions: Counter[str] = Counter()
 
     # -- lifecycle --
     async def start(self) -> None:
@@ -110,6 +116,7 @@ class PolicyServer:
         return self.metrics.snapshot(
             sessions=len(self.sessions),
             connections=self._connections,
+            declared_space_bytes=self._space_bytes,
             policy=self.backend.name,
             model=self.backend.description,
         )
@@ -135,12 +142,13 @@ class PolicyServer:
     # -- websocket --
     async def _handle(self, ws: ServerConnection) -> None:
         owned: dict[int, Session] = {}
+        client = _peer(ws)
         self._connections += 1
         self.metrics.count("connections")
         try:
             await ws.send(encode(self._hello()))
             async for data in ws:
-                reply = await self._dispatch(data, owned)
+                reply = await self._dispatch(data, owned, client)
                 await ws.send(encode(reply))
         except ConnectionClosed:
             pass
@@ -163,7 +171,7 @@ class PolicyServer:
             "call_timeout_s": cfg.call_timeout_s,
         }
 
-    async def _dispatch(self, data: Any, owned: dict[int, Session]) -> dict[str, Any]:
+    async def _dispatch(self, data: Any, owned: dict[int, Session], client: str) -> dict[str, Any]:
         request_id = None
         try:
             message = decode(data, self.config.limits)
@@ -171,7 +179,12 @@ class PolicyServer:
             op = message["op"]
             self.metrics.count(f"requests_{op}" if op in ("reset", "act", "close") else "requests_other")
             if op == "reset":
-                return {"op": "reply", "id": request_id, "ok": True, **await self._reset(message, owned)}
+                return {
+                    "op": "reply",
+                    "id": request_id,
+                    "ok": True,
+                    **await self._reset(message, owned, client),
+                }
             if op == "act":
                 return {"op": "reply", "id": request_id, "ok": True, **await self._act(message, owned)}
             if op == "close":
@@ -202,9 +215,11 @@ class PolicyServer:
             )
         return owned[sid]
 
-    async def _reset(self, message: dict[str, Any], owned: dict[int, Session]) -> dict[str, Any]:
+    async def _reset(self, message: dict[str, Any], owned: dict[int, Session], client: str) -> dict[str, Any]:
+        cfg, limits = self.config, self.config.limits
         items = self._items(message)
-        tasks = [decode_task(item.get("task"), self.config.limits) for item in items]
+        specs = [item.get("task") for item in items]
+        costs = [task_bytes(spec, limits) for spec in specs]  # cheap: nothing built yet
         reuse = [item.get("session") for item in items]
         if len({sid for sid in reuse if sid is not None}) != sum(sid is not None for sid in reuse):
             raise ProtocolError("bad_request", "a session appears twice in one reset request")
@@ -213,27 +228,50 @@ class PolicyServer:
                 raise ProtocolError("session_busy", f"session {sid} has a step in flight")
         new = sum(sid is None for sid in reuse)
         if (
-            len(self.sessions) + new > self.config.max_sessions
-            or len(owned) + new > self.config.max_sessions_per_connection
+            len(self.sessions) + self._reserved_sessions + new > cfg.max_sessions
+            or len(owned) + new > cfg.max_sessions_per_connection
+            or self._client_sessions[client] + new > cfg.max_sessions_per_client
         ):
             raise ProtocolError(
                 "overloaded",
-                f"session limit reached ({self.config.max_sessions} in all, "
-                f"{self.config.max_sessions_per_connection} per connection)",
+                f"session limit reached ({cfg.max_sessions} in all, {cfg.max_sessions_per_client} per "
+                f"client, {cfg.max_sessions_per_connection} per connection)",
             )
+        if self._space_bytes + sum(costs) > cfg.max_total_space_bytes:
+            raise ProtocolError(
+                "overloaded",
+                f"the open sessions' declared spaces would exceed the server's total of "
+                f"{cfg.max_total_space_bytes} B; close sessions or declare smaller spaces",
+            )
+        self._space_bytes += sum(costs)  # reserved while the spaces and rows are built
+        self._reserved_sessions += new
+        self._client_sessions[client] += new
         loop = asyncio.get_running_loop()
-        try:  # on the model thread: rows may hold model-side state, and it orders resets with steps
+        try:
+            # Gymnasium allocates arrays of each Box's shape: off the event loop
+            tasks = await loop.run_in_executor(None, lambda: [decode_task(s, limits) for s in specs])
+            # on the model thread: rows may hold model-side state, and it orders resets with steps
             rows = await loop.run_in_executor(
                 self._executor, lambda: [self.backend.new_row(t) for t in tasks]
             )
         except ValueError as err:
+            if isinstance(err, ProtocolError):
+                raise
             raise ProtocolError("invalid_task", str(err)) from err
+        finally:
+            self._space_bytes -= sum(costs)
+            self._reserved_sessions -= new
+            self._client_sessions[client] -= new
         sessions = []
-        for sid, task, (key, row) in zip(reuse, tasks, rows, strict=True):
+        for sid, task, cost, (key, row) in zip(reuse, tasks, costs, rows, strict=True):
             if sid is not None:
                 self._free(sid, owned, count=False)
-            session = Session(sid if sid is not None else next(self._ids), key, row, task.observation_space)
+            session = Session(
+                sid if sid is not None else next(self._ids), key, row, task.observation_space, cost, client
+            )
             self.sessions[session.id] = owned[session.id] = session
+            self._space_bytes += cost
+            self._client_sessions[client] += 1
             self.metrics.count("episodes")
             sessions.append(session.id)
         return {"sessions": sessions}
@@ -292,8 +330,17 @@ class PolicyServer:
             return
         session.closed = True
         self.sessions.pop(sid, None)
+        self._space_bytes -= session.space_bytes
+        self._client_sessions[session.client] -= 1
+        if not self._client_sessions[session.client]:
+            del self._client_sessions[session.client]
         if count:
             self.metrics.count("sessions_closed")
+
+
+def _peer(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)
 
 
 def _int_list(value: Any, name: str) -> list[int]:
