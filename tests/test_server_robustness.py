@@ -2,7 +2,9 @@
 
 A cheap backend (the random policy) stands in for the model: what is tested here is the server."""
 
+import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -327,3 +329,26 @@ def test_declared_bytes_of_all_open_sessions_and_sessions_per_connection_are_bou
         reply = _raw_request(ws, encode({"op": "close", "id": 2, "sessions": [replies[0]["sessions"][0]]}))
         assert reply["ok"]
         assert fetch_json(running.url)["declared_space_bytes"] == 2 * (2**20 + 8) + 3 * 12
+
+
+def test_two_authorization_headers_get_http_400_without_a_traceback(caplog):
+    with ServerThread(_random_backend(), ServerConfig(port=0, token="t")) as running:
+        request = (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{running.port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer t\r\nAuthorization: Bearer x\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(request.encode())
+            status = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert status.startswith(b"HTTP/1.1 400"), status
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+def test_prompts_over_the_character_limit_are_refused_at_reset(server):
+    with RemotePolicy(server.url) as p:
+        with pytest.raises(RemoteError, match="prompt of 5000 characters; the server's limit is 4096") as err:
+            p.reset(TaskSpec("pointnav", OBS_SPACE, gym.spaces.Discrete(4), prompt="x" * 5000))
+        assert err.value.code == "invalid_task"
+        p.reset(TaskSpec("pointnav", OBS_SPACE, gym.spaces.Discrete(4), prompt="x" * 4096))
+        assert p.act(_obs()) in range(4)

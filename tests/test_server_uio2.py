@@ -169,3 +169,15 @@ def test_a_hostile_session_never_fails_an_honest_one_in_the_same_batch(server):
     assert len(honest_actions) == steps and all(a in range(4) for a in honest_actions)
     assert set(hostile_codes) == {"invalid_observation", "policy_error"}, hostile_codes
     assert fetch_json(server.url)["counters"].get("batches_retried_row_by_row", 0) > before  # shared batches
+
+
+def test_prompts_over_the_text_window_are_refused_at_reset(server):
+    env = resolve_env("pointnav", **POINTNAV)[0].make()
+    words = " ".join(f"word{i}" for i in range(200))  # 1.5k characters, far more tokens than text_len 96
+    with RemotePolicy(server.url, timeout=120) as p:
+        with pytest.raises(
+            RemoteError, match=r"prompt of \d+ tokens; this server's text window holds 95"
+        ) as err:
+            p.reset(TaskSpec("pointnav", env.observation_space, env.action_space, prompt=words))
+        assert err.value.code == "invalid_task"
+    env.close()

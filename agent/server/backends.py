@@ -59,6 +59,13 @@ class UIO2Backend:
 
         key = (task_family(task.action_space), "audio" in getattr(task.observation_space, "spaces", {}))
         policy = self._policy(key)
+        if task.prompt:  # tokenised once per episode, here: a prompt the text window cannot hold is refused
+            tokens = len(self.vocab.encode(task.prompt))
+            if tokens > policy.text_len - 1:
+                raise ValueError(
+                    f"prompt of {tokens} tokens; this server's text window holds {policy.text_len - 1} "
+                    "(with EOS)"
+                )
         policy.reset_batch([task])  # builds the row (prompt images, codec) and the group's input builder
         return key, policy.rows[0]
 

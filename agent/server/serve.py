@@ -84,13 +84,21 @@ def serve(
     max_batch: int = 64,
     call_timeout_s: float = 300.0,
     max_message_mb: float = 32.0,
+    insecure: bool = False,
 ) -> int:
     """Serve until SIGINT / SIGTERM; returns an exit code."""
     from agent.server.protocol import Limits
     from agent.server.server import ServerConfig
 
     if not _is_loopback(host) and not token:
-        log.warning("serving on %s without a token: anyone who can reach this port can use the model", host)
+        if not insecure:
+            raise ValueError(
+                f"refusing to serve on {host} without --token: anyone who can reach this port could use "
+                "the model (set --token or $UIO2_SERVER_TOKEN, or pass --insecure on a trusted network)"
+            )
+        log.warning(
+            "serving on %s without a token (--insecure): anyone who can reach it can use the model", host
+        )
     limits = Limits(max_message_bytes=int(max_message_mb * 2**20))
     config = ServerConfig(
         host=host,
@@ -117,6 +125,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=os.environ.get("UIO2_SERVER_TOKEN"),
         help="shared secret clients must send (Authorization: Bearer); default: $UIO2_SERVER_TOKEN",
     )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without --token (anyone who reaches the port can use the model)",
+    )
     p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a batch gathers requests")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--call-timeout", type=float, default=300.0, help="seconds per act request")
@@ -137,6 +150,7 @@ def run_from_args(args: argparse.Namespace, policy_kwargs: dict[str, Any] | None
         max_batch=args.max_batch,
         call_timeout_s=args.call_timeout,
         max_message_mb=args.max_message_mb,
+        insecure=args.insecure,
     )
 
 
@@ -146,7 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--policy-kwargs", default="{}", help="JSON for the policy, e.g. '{\"text_len\": 96}'")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_from_args(args, json.loads(args.policy_kwargs))
+    try:
+        return run_from_args(args, json.loads(args.policy_kwargs))
+    except ValueError as err:
+        print(f"uio2 serve: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -132,6 +132,9 @@ class PolicyServer:
         path = request.path.split("?", 1)[0]
         if path in ("/healthz", "/health"):
             return _json_response(connection, HTTPStatus.OK, {"status": "ok", "sessions": len(self.sessions)})
+        if len(request.headers.get_all("Authorization")) > 1:
+            self.metrics.error("bad_request")
+            return connection.respond(HTTPStatus.BAD_REQUEST, "more than one Authorization header\n")
         if not self._authorized(request.headers):
             self.metrics.error("unauthorized")
             return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")

@@ -123,6 +123,8 @@ def task_bytes(spec: Any, limits: Limits) -> int:
     prompt, assets, extra = spec.get("prompt", ""), spec.get("prompt_assets") or {}, spec.get("extra") or {}
     if not isinstance(prompt, str) or not isinstance(assets, dict) or not isinstance(extra, dict):
         raise _fail("task prompt must be a string, prompt_assets and extra maps")
+    if len(prompt) > limits.max_prompt_chars:
+        raise _fail(f"prompt of {len(prompt)} characters; the server's limit is {limits.max_prompt_chars}")
     seed = spec.get("seed")
     if seed is not None and type(seed) is not int:
         raise _fail("task seed must be an int or null")
