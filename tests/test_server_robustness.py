@@ -213,41 +213,53 @@ def test_a_killed_clients_sessions_are_freed(server):
 
 
 class _SlowOnce(PerSessionBackend):
-    """Its first step takes `delay` seconds (a stuck model), later ones are instant."""
+    """Its first step blocks until `release` is set (a stuck model); later ones are instant."""
 
-    def __init__(self, delay: float):
+    def __init__(self):
         super().__init__(lambda: RandomPolicy(0), "slow")
-        self.delay, self.calls = delay, 0
+        self.calls = 0
+        self.release, self.first_done = threading.Event(), threading.Event()
 
     def act_rows(self, key, rows, observations, infos):
         self.calls += 1
         if self.calls == 1:
-            time.sleep(self.delay)
+            self.release.wait(timeout=60)
+            out = super().act_rows(key, rows, observations, infos)
+            self.first_done.set()
+            return out
         return super().act_rows(key, rows, observations, infos)
 
 
 def test_a_call_past_its_timeout_is_answered_and_the_session_must_reset():
+    backend = _SlowOnce()
     config = ServerConfig(port=0, call_timeout_s=0.3)
-    with ServerThread(_SlowOnce(1.0), config) as running, RemotePolicy(running.url) as p:
+    with ServerThread(backend, config) as running, RemotePolicy(running.url) as p:
         p.reset(TASK)
-        start = time.perf_counter()
-        with pytest.raises(RemoteError, match=r"no result within 0\.3 s") as err:
-            p.act(_obs())
-        assert err.value.code == "timeout" and time.perf_counter() - start < 0.9
-        with pytest.raises(RemoteError) as err:
-            p.act(_obs())
-        assert err.value.code == "session_stale"
-        time.sleep(0.8)  # the stuck step finishes
+        try:
+            with pytest.raises(RemoteError, match=r"no result within 0\.3 s") as err:
+                p.act(_obs())
+            assert err.value.code == "timeout"
+            assert not backend.first_done.is_set()  # answered while the step was still stuck
+            with pytest.raises(RemoteError) as err:
+                p.act(_obs())
+            assert err.value.code == "session_stale"
+        finally:
+            backend.release.set()  # the stuck step finishes
+        assert backend.first_done.wait(timeout=30)
         p.reset(TASK)
         assert p.act(_obs()) in range(4)
 
 
 def test_client_side_timeout_raises_timeout_error():
-    with ServerThread(_SlowOnce(1.0), ServerConfig(port=0)) as running:
+    backend = _SlowOnce()
+    with ServerThread(backend, ServerConfig(port=0)) as running:
         p = RemotePolicy(running.url, timeout=0.2)
         p.reset(TASK)
-        with pytest.raises(TimeoutError, match="no reply"):
-            p.act(_obs())
+        try:
+            with pytest.raises(TimeoutError, match="no reply"):
+                p.act(_obs())
+        finally:
+            backend.release.set()
         p.close()
 
 

@@ -77,6 +77,11 @@ class Batcher:
         self._wake.set()
         return item
 
+    def poke(self) -> None:
+        """Re-check whether the batch can close (a session closed: it will not send a step)."""
+        if self._pending:
+            self._wake.set()
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:

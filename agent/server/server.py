@@ -117,6 +117,7 @@ class PolicyServer:
             sessions=len(self.sessions),
             connections=self._connections,
             declared_space_bytes=self._space_bytes,
+            compilations=getattr(self.backend, "compilations", lambda: None)(),
             policy=self.backend.name,
             model=self.backend.description,
         )
@@ -337,6 +338,7 @@ class PolicyServer:
         self._client_sessions[session.client] -= 1
         if not self._client_sessions[session.client]:
             del self._client_sessions[session.client]
+        self.batcher.poke()
         if count:
             self.metrics.count("sessions_closed")
 
