@@ -85,6 +85,8 @@ def serve(
     call_timeout_s: float = 300.0,
     max_message_mb: float = 32.0,
     insecure: bool = False,
+    openpi_env: str | None = None,
+    openpi_env_kwargs: dict[str, Any] | None = None,
 ) -> int:
     """Serve until SIGINT / SIGTERM; returns an exit code."""
     from agent.server.protocol import Limits
@@ -100,6 +102,11 @@ def serve(
             "serving on %s without a token (--insecure): anyone who can reach it can use the model", host
         )
     limits = Limits(max_message_bytes=int(max_message_mb * 2**20))
+    openpi = None
+    if openpi_env:
+        from agent.server.openpi import OpenPIEnv
+
+        openpi = OpenPIEnv.from_env(openpi_env, **(openpi_env_kwargs or {}))
     config = ServerConfig(
         host=host,
         port=port,
@@ -108,6 +115,7 @@ def serve(
         max_batch=max_batch,
         call_timeout_s=call_timeout_s,
         limits=limits,
+        openpi=openpi,
     )
     backend = build_backend(policy, model, seed, policy_kwargs)
     asyncio.run(_serve(backend, config))
@@ -130,6 +138,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow a non-loopback --host without --token (anyone who reaches the port can use the model)",
     )
+    p.add_argument(
+        "--openpi-env",
+        default=None,
+        help="openpi mode: answer unmodified openpi clients (one connection = one episode) for this ENV "
+        "(e.g. pointnav, tabletop/visual_manipulation); see docs/server.md",
+    )
+    p.add_argument(
+        "--openpi-env-kwargs", default="{}", help='JSON for that env, e.g. \'{"width": 128, "height": 128}\''
+    )
     p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a batch gathers requests")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--call-timeout", type=float, default=300.0, help="seconds per act request")
@@ -151,7 +168,19 @@ def run_from_args(args: argparse.Namespace, policy_kwargs: dict[str, Any] | None
         call_timeout_s=args.call_timeout,
         max_message_mb=args.max_message_mb,
         insecure=args.insecure,
+        openpi_env=args.openpi_env,
+        openpi_env_kwargs=_json_map(args.openpi_env_kwargs, "--openpi-env-kwargs"),
     )
+
+
+def _json_map(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} must be a JSON map: {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON map, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

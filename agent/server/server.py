@@ -20,18 +20,22 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from agent.server import openpi
 from agent.server.backends import RowBackend
 from agent.server.batcher import Batcher, Session
 from agent.server.metrics import Metrics
 from agent.server.protocol import PROTOCOL_VERSION, Limits, ProtocolError, decode, encode, error_reply
 from agent.server.spaces import check_observation, decode_task, task_bytes
+
+if TYPE_CHECKING:
+    from agent.server.openpi import OpenPIEnv
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
+    openpi: OpenPIEnv | None = None  # serve openpi clients for this task instead of the native protocol
 
 
 class PolicyServer:
@@ -81,7 +86,7 @@ class PolicyServer:
             open_sessions=lambda: len(self.sessions),
         )
         self._server = await serve(
-            self._handle,
+            self._handle_openpi if cfg.openpi is not None else self._handle,
             cfg.host,
             cfg.port,
             process_request=self._process_request,
@@ -126,8 +131,10 @@ class PolicyServer:
     def _authorized(self, headers: Headers) -> bool:
         if not self.config.token:
             return True
-        given = headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {self.config.token}".encode())
+        given = headers.get("Authorization", "").encode()
+        # `Bearer` (our client) or `Api-Key` (openpi's client); both compared in constant time
+        bearer = hmac.compare_digest(given, f"Bearer {self.config.token}".encode())
+        return hmac.compare_digest(given, f"Api-Key {self.config.token}".encode()) or bearer
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -154,6 +161,70 @@ class PolicyServer:
             async for data in ws:
                 reply = await self._dispatch(data, owned, client)
                 await ws.send(encode(reply))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connections -= 1
+            if owned:
+                self.metrics.count("sessions_freed_on_disconnect", len(owned))
+            for sid in list(owned):
+                self._free(sid, owned)
+
+    async def _handle_openpi(self, ws: ServerConnection) -> None:
+        """One openpi connection = one episode (see `openpi.py`): metadata first, then observation in,
+        actions out; any error is a text frame and close code 1011, as openpi's own server does."""
+        env = self.config.openpi
+        assert env is not None
+        owned: dict[int, Session] = {}
+        client = _peer(ws)
+        self._connections += 1
+        self.metrics.count("connections")
+        session: int | None = None
+        prompt = ""
+        prev_total_ms: float | None = None
+        try:
+            await ws.send(openpi.packb(env.metadata(policy=self.backend.name, model=self.backend.description,
+                                                    limits=self.config.limits.to_dict())))  # fmt: skip
+            async for data in ws:
+                start = time.perf_counter()
+                try:
+                    obs, given, assets = env.split(openpi.unpackb(data, self.config.limits))
+                    self.metrics.count("requests_openpi")
+                    if session is None:
+                        prompt = given or ""
+                        task = env.wire_task(prompt, assets)
+                        reply = await self._reset({"items": [{"session": None, "task": task}]}, owned, client)
+                        session = reply["sessions"][0]
+                    elif given and given != prompt:  # later steps may resend the prompt or omit it
+                        raise ProtocolError(
+                            "bad_request",
+                            "the prompt changed within a connection: reconnect for a new episode",
+                        )
+                    reply = await self._act({"items": [{"session": session, "obs": obs}]}, owned)
+                except ProtocolError as err:
+                    self.metrics.error(err.code)
+                    await ws.send(f"{err.code}: {err.message}")
+                    await ws.close(1011, err.code)
+                    return
+                except Exception as err:  # a bug: report it to this client alone, keep serving the others
+                    log.exception("openpi request failed")
+                    self.metrics.error("internal")
+                    await ws.send(f"internal: {type(err).__name__}: {err}")
+                    await ws.close(1011, "internal")
+                    return
+                result = reply["results"][0]
+                infer_ms = 1000 * (time.perf_counter() - start)
+                timing = {"infer_ms": infer_ms, **({"prev_total_ms": prev_total_ms} if prev_total_ms else {})}
+                await ws.send(
+                    openpi.packb(
+                        {
+                            "actions": env.flat_action(result["action"]),
+                            "server_timing": timing,
+                            "policy_timing": {"batch_size": result["info"].get("server_batch_size", 1)},
+                        }
+                    )
+                )
+                prev_total_ms = 1000 * (time.perf_counter() - start)
         except ConnectionClosed:
             pass
         finally:
