@@ -123,7 +123,16 @@ def _hostile_tasks(space):
     return out
 
 
-def test_a_hostile_session_never_fails_an_honest_one_in_the_same_batch(server):
+def test_a_hostile_session_never_fails_an_honest_one_in_the_same_batch(tiny):
+    """Own server with a 1 s window: the two clients' steps share a batch however loaded the machine is
+    (it closes as soon as both have a step waiting; only the NaN step, refused before batching, waits)."""
+    model, vocab, description = tiny
+    backend = UIO2Backend(model, vocab, description, **POLICY_KWARGS)
+    with ServerThread(backend, ServerConfig(port=0, batch_window_ms=1000)) as server:
+        _honest_and_hostile(server)
+
+
+def _honest_and_hostile(server):
     env = resolve_env("pointnav", **POINTNAV)[0].make()
     obs, _ = env.reset(seed=0)
     honest_task = TaskSpec("pointnav", env.observation_space, env.action_space, seed=0)
