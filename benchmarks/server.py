@@ -1,12 +1,15 @@
 """Policy server throughput and latency: N concurrent clients vs the same work in-process.
 
-    python benchmarks/server.py --model tiny --clients 1 2 4 8 --steps 16
+    python benchmarks/server.py --model tiny --clients 1 4 8 --steps 16
 
 For each N: (a) in-process, one episode after another (batch 1: what N separate processes each
 owning a model would do per core), (b) in-process with all N as rows of one batch (the ideal), and
 (c) N client threads, each with its own RemotePolicy session, against a server in this process (the
-model shared with (a) and (b), every batch size compiled beforehand, so no compile is timed). Prints
-JSON: decisions per second, per-call latency percentiles, and the server's batch sizes.
+model shared with (a) and (b)). Warm-up runs every batch size (a) and (b) use and every bucket size the
+server pads to; after it, the JSON reports each server run's decision latency p50 / p99 (as each client
+sees it, request to action; each client's first step is not timed: they connect at different times,
+then start in step) and how many times jax compiled during that run (counted from jax's
+monitoring events: `agent.server.compiles`), plus decisions per second and the server's batch sizes.
 """
 
 import sys
@@ -25,8 +28,9 @@ import numpy as np
 from agent.benchmarking import device_name
 from agent.envs import resolve_env
 from agent.rollout import _task_spec
-from agent.server.backends import UIO2Backend
+from agent.server.backends import UIO2Backend, bucket_size
 from agent.server.client import RemotePolicy, fetch_json
+from agent.server.compiles import compilations
 from agent.server.metrics import percentiles
 from agent.server.server import ServerConfig, ServerThread
 from policies.registry import load_uio2
@@ -68,6 +72,7 @@ def through_server(url: str, work: list[tuple], steps: int) -> dict:
         try:
             with RemotePolicy(url, timeout=600) as policy:
                 policy.reset(task)
+                policy.act(obs)  # not timed: clients connect at different times, then start in step
                 barrier.wait()
                 for _ in range(steps):
                     t0 = time.perf_counter()
@@ -77,6 +82,7 @@ def through_server(url: str, work: list[tuple], steps: int) -> dict:
             errors.append(err)
             barrier.abort()
 
+    compiled = compilations()
     before = fetch_json(url)["batch_size"]["histogram"]
     threads = [threading.Thread(target=client, args=w) for w in work]
     for t in threads:
@@ -88,12 +94,18 @@ def through_server(url: str, work: list[tuple], steps: int) -> dict:
     wall = time.perf_counter() - start
     if errors:
         raise errors[0]
+    compiled = compilations() - compiled
     after = fetch_json(url)["batch_size"]["histogram"]
     hist = {int(k): v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
     rows, batches = sum(k * v for k, v in hist.items()), sum(hist.values())
+    latency = percentiles(latencies)
     return {
         "decisions_per_s": len(work) * steps / wall,
-        "call_latency_ms": percentiles(latencies),
+        "call_latency_ms": latency,
+        "decision_latency_p50_ms": latency["p50"],
+        "decision_latency_p99_ms": latency["p99"],
+        "p99_over_p50": latency["p99"] / latency["p50"],
+        "compilations_after_warm_up": compiled,
         "mean_batch_size": rows / batches,
         "batch_histogram": dict(sorted(hist.items())),
     }
@@ -104,9 +116,14 @@ def main() -> None:
     p.add_argument("--model", default="tiny")
     p.add_argument("--env", default="pointnav")
     p.add_argument("--size", type=int, default=128, help="PointNav image width and height")
-    p.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--steps", type=int, default=16, help="act calls per client")
-    p.add_argument("--batch-window-ms", type=float, default=5.0)
+    p.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=30.0,
+        help="30 ms: N client threads share this process (GIL) and, on a small CPU, its cores",
+    )
     p.add_argument("--max-frames", type=int, default=4)
     p.add_argument("--text-len", type=int, default=96)
     args = p.parse_args()
@@ -114,10 +131,12 @@ def main() -> None:
     kwargs = dict(max_frames=args.max_frames, text_len=args.text_len)
     model, vocab, description = load_uio2(args.model)
     policy = UIO2Policy(model, vocab, **kwargs)
-    largest = workloads(args.env, max(args.clients), **env_kwargs)
-    for b in range(1, len(largest) + 1):  # compile every batch size the server may form
+    largest = workloads(args.env, bucket_size(max(args.clients)), **env_kwargs)
+    sizes = {1, *args.clients} | {bucket_size(b) for b in range(1, max(args.clients) + 1)}
+    for b in sorted(sizes):  # warm-up: in-process batch sizes, and the buckets the server pads to
         policy.reset_batch([t for t, _ in largest[:b]])
         policy.act_batch([o for _, o in largest[:b]])
+    warm_up_compilations = compilations()
     out = {
         "benchmark": "policy_server",
         "model": description,
@@ -127,6 +146,7 @@ def main() -> None:
         "steps_per_client": args.steps,
         "batch_window_ms": args.batch_window_ms,
         "transport": "websockets + msgpack, 127.0.0.1, server thread in this process",
+        "warm_up_batch_sizes": sorted(sizes),
         "runs": [],
     }
     backend = UIO2Backend(model, vocab, description, **kwargs)
@@ -143,10 +163,9 @@ def main() -> None:
             base = run["in_process_one_at_a_time"]["decisions_per_s"]
             run["server_speedup_vs_one_at_a_time"] = run["server"]["decisions_per_s"] / base
             out["runs"].append(run)
-            print(
-                json.dumps({"clients": n, "server_decisions_per_s": run["server"]["decisions_per_s"]}),
-                file=sys.stderr,
-            )
+            print(json.dumps({"clients": n, **{k: v for k, v in run["server"].items() if "_" in k and
+                                               not isinstance(v, dict)}}), file=sys.stderr)  # fmt: skip
+    out["compilations_after_warm_up"] = compilations() - warm_up_compilations  # server and in-process runs
     print(json.dumps(out, indent=2, default=lambda x: x.item() if isinstance(x, np.generic) else str(x)))
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agent.server.protocol import Limits, ProtocolError, decode, encode, encode_space, encode_task
-from agent.server.spaces import build_space, check_observation, decode_task
+from agent.server.spaces import build_space, check_observation, declared_bytes, decode_task, task_bytes
 from policies.base import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,10 +102,24 @@ def test_spaces_and_tasks_round_trip():
 
 
 def test_declared_spaces_over_the_limits_are_refused():
-    huge = gym.spaces.Box(0, 255, (4096, 4096, 3), np.uint8)
+    # the wire form directly: building a Gymnasium Box of this shape in the test would itself cost ~2 s
+    huge = {"type": "box", "low": 0, "high": 255, "shape": [4096, 4096, 3], "dtype": "|u1"}
     with pytest.raises(ProtocolError, match="exceeds the server's array limit") as err:
-        build_space(encode_space(huge), Limits(max_array_bytes=2**20))
+        build_space(huge, Limits(max_array_bytes=2**20))
     assert err.value.code == "invalid_task"
+    task = {
+        "observation_space": {"type": "dict", "spaces": {"a": huge}},
+        "action_space": {"type": "discrete"},
+    }
+    with pytest.raises(ProtocolError, match=r"declare 50331656 bytes.*limit per session is 1048576") as err:
+        task_bytes(task, Limits(max_space_bytes=2**20))
+    assert err.value.code == "invalid_task"
+    many = {
+        "type": "tuple",
+        "spaces": [{"type": "dict", "spaces": {"x": {"type": "discrete", "n": 2}}}] * 257,
+    }
+    with pytest.raises(ProtocolError, match="more than 256 leaf spaces in all"):
+        declared_bytes(many, Limits())
     with pytest.raises(ProtocolError, match="unknown space type"):
         build_space({"type": "graph"}, Limits())
 
@@ -118,6 +132,7 @@ def test_observations_are_checked_against_the_declared_space():
         ({**good, "ee": 2}, r"obs\['ee'\]: expected an int in \[0, 2\)"),
         ({**good, "ee": True}, "expected an int"),
         ({**good, "pos": np.zeros(2, np.float64)}, r"obs\['pos'\]: expected float32 array of shape \(2,\)"),
+        ({**good, "pos": np.array([np.nan, 0.5], np.float32)}, r"obs\['pos'\]: expected finite values"),
         ({**good, "rgb": {"front": np.zeros((3, 16, 33), np.uint8)}}, r"obs\['rgb'\]\['front'\]"),
         ({**good, "pair": [np.zeros(3, np.int8)]}, "a list of 2 items"),
         ([1, 2], "expected a map"),

@@ -2,6 +2,9 @@
 
 A cheap backend (the random policy) stands in for the model: what is tested here is the server."""
 
+import logging
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -210,41 +213,53 @@ def test_a_killed_clients_sessions_are_freed(server):
 
 
 class _SlowOnce(PerSessionBackend):
-    """Its first step takes `delay` seconds (a stuck model), later ones are instant."""
+    """Its first step blocks until `release` is set (a stuck model); later ones are instant."""
 
-    def __init__(self, delay: float):
+    def __init__(self):
         super().__init__(lambda: RandomPolicy(0), "slow")
-        self.delay, self.calls = delay, 0
+        self.calls = 0
+        self.release, self.first_done = threading.Event(), threading.Event()
 
     def act_rows(self, key, rows, observations, infos):
         self.calls += 1
         if self.calls == 1:
-            time.sleep(self.delay)
+            self.release.wait(timeout=60)
+            out = super().act_rows(key, rows, observations, infos)
+            self.first_done.set()
+            return out
         return super().act_rows(key, rows, observations, infos)
 
 
 def test_a_call_past_its_timeout_is_answered_and_the_session_must_reset():
+    backend = _SlowOnce()
     config = ServerConfig(port=0, call_timeout_s=0.3)
-    with ServerThread(_SlowOnce(1.0), config) as running, RemotePolicy(running.url) as p:
+    with ServerThread(backend, config) as running, RemotePolicy(running.url) as p:
         p.reset(TASK)
-        start = time.perf_counter()
-        with pytest.raises(RemoteError, match=r"no result within 0\.3 s") as err:
-            p.act(_obs())
-        assert err.value.code == "timeout" and time.perf_counter() - start < 0.9
-        with pytest.raises(RemoteError) as err:
-            p.act(_obs())
-        assert err.value.code == "session_stale"
-        time.sleep(0.8)  # the stuck step finishes
+        try:
+            with pytest.raises(RemoteError, match=r"no result within 0\.3 s") as err:
+                p.act(_obs())
+            assert err.value.code == "timeout"
+            assert not backend.first_done.is_set()  # answered while the step was still stuck
+            with pytest.raises(RemoteError) as err:
+                p.act(_obs())
+            assert err.value.code == "session_stale"
+        finally:
+            backend.release.set()  # the stuck step finishes
+        assert backend.first_done.wait(timeout=30)
         p.reset(TASK)
         assert p.act(_obs()) in range(4)
 
 
 def test_client_side_timeout_raises_timeout_error():
-    with ServerThread(_SlowOnce(1.0), ServerConfig(port=0)) as running:
+    backend = _SlowOnce()
+    with ServerThread(backend, ServerConfig(port=0)) as running:
         p = RemotePolicy(running.url, timeout=0.2)
         p.reset(TASK)
-        with pytest.raises(TimeoutError, match="no reply"):
-            p.act(_obs())
+        try:
+            with pytest.raises(TimeoutError, match="no reply"):
+                p.act(_obs())
+        finally:
+            backend.release.set()
         p.close()
 
 
@@ -270,3 +285,82 @@ def test_one_connection_serves_many_sessions_and_sessions_are_isolated(server):
         assert got == [[local.act(_obs())] * 3 for _ in range(5)]
     metrics = fetch_json(server.url)
     assert metrics["sessions"] == 0 and metrics["batch_size"]["max"] >= 3
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _raw_box(shape, dtype="|u1") -> dict:
+    return {"type": "box", "low": 0, "high": 255, "shape": list(shape), "dtype": dtype}
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads RSS from /proc (Linux)")
+def test_a_tiny_reset_cannot_make_the_server_allocate_its_declared_spaces(server):
+    """About 300 bytes declaring four 16 MiB uint8 Boxes (each within the per-array limit) once cost
+    256 MiB of RSS per reset; the declared total is now refused before any space is built."""
+    amplifying = {"type": "dict", "spaces": {f"k{i}": _raw_box((16 * 2**20,)) for i in range(4)}}
+    task = {"env_id": "x", "observation_space": amplifying, "action_space": {"type": "discrete", "n": 2}}
+    request = msgpack.packb({"op": "reset", "id": 1, "items": [{"session": None, "task": task}] * 4})
+    assert len(request) < 1200
+    before = _rss_bytes()
+    with connect(server.url, compression=None) as ws:
+        assert decode(ws.recv(timeout=10))["op"] == "hello"
+        for _ in range(3):
+            reply = _raw_request(ws, request)
+            assert reply["ok"] is False and reply["error"]["code"] == "invalid_task", reply
+            assert "limit per session" in reply["error"]["message"]
+    assert _rss_bytes() - before < 32 * 2**20
+    assert fetch_json(server.url)["declared_space_bytes"] == 0
+
+
+def test_declared_bytes_of_all_open_sessions_and_sessions_per_connection_are_bounded():
+    config = ServerConfig(port=0, max_total_space_bytes=3 * 2**20, max_sessions_per_connection=6)
+    task = {
+        "env_id": "x",
+        "observation_space": _raw_box((2**20,)),
+        "action_space": {"type": "discrete", "n": 2},
+    }
+    reset = {"op": "reset", "id": 1, "items": [{"session": None, "task": task}]}
+    with ServerThread(_random_backend(), config) as running, connect(running.url, compression=None) as ws:
+        decode(ws.recv(timeout=10))
+        for _ in range(3):  # 1 MiB (+ 8 B for the action space) each: the third one is over 3 MiB
+            reply = _raw_request(ws, encode(reset))
+        assert reply["ok"] is False and reply["error"]["code"] == "overloaded", reply
+        assert "total" in reply["error"]["message"]
+        assert fetch_json(running.url)["sessions"] == 2
+        small = {**task, "observation_space": _raw_box((4,))}
+        replies = [
+            _raw_request(ws, encode({**reset, "items": [{"session": None, "task": small}]})) for _ in range(5)
+        ]
+        assert [r["ok"] for r in replies] == [True] * 4 + [False]
+        assert "6 per connection" in replies[-1]["error"]["message"]
+        sessions = fetch_json(running.url)
+        assert sessions["sessions"] == 6 and sessions["declared_space_bytes"] == 2 * (2**20 + 8) + 4 * 12
+        reply = _raw_request(ws, encode({"op": "close", "id": 2, "sessions": [replies[0]["sessions"][0]]}))
+        assert reply["ok"]
+        assert fetch_json(running.url)["declared_space_bytes"] == 2 * (2**20 + 8) + 3 * 12
+
+
+def test_two_authorization_headers_get_http_400_without_a_traceback(caplog):
+    with ServerThread(_random_backend(), ServerConfig(port=0, token="t")) as running:
+        request = (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{running.port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer t\r\nAuthorization: Bearer x\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(request.encode())
+            status = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert status.startswith(b"HTTP/1.1 400"), status
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+def test_prompts_over_the_character_limit_are_refused_at_reset(server):
+    with RemotePolicy(server.url) as p:
+        with pytest.raises(RemoteError, match="prompt of 5000 characters; the server's limit is 4096") as err:
+            p.reset(TaskSpec("pointnav", OBS_SPACE, gym.spaces.Discrete(4), prompt="x" * 5000))
+        assert err.value.code == "invalid_task"
+        p.reset(TaskSpec("pointnav", OBS_SPACE, gym.spaces.Discrete(4), prompt="x" * 4096))
+        assert p.act(_obs()) in range(4)

@@ -51,3 +51,18 @@ def test_serve_process_prints_its_port_serves_and_stops_on_sigterm():
 def test_only_policies_a_server_can_run_are_servable():
     with pytest.raises(ValueError, match="cannot serve policy 'oracle'"):
         build_backend("oracle")
+
+
+def test_a_non_loopback_bind_without_a_token_is_refused(monkeypatch, capsys):
+    from agent.cli import main
+
+    monkeypatch.delenv("UIO2_SERVER_TOKEN", raising=False)
+
+    async def must_not_bind(*args):  # if the check were missing, fail here instead of serving forever
+        raise AssertionError("the server was about to bind 0.0.0.0 without a token")
+
+    monkeypatch.setattr("agent.server.serve._serve", must_not_bind)
+    assert main(["serve", "--policy", "random", "--host", "0.0.0.0", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve on 0.0.0.0 without --token" in err and "--insecure" in err
+    assert "Traceback" not in err

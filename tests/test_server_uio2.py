@@ -2,14 +2,16 @@
 
 import threading
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from agent.envs import resolve_env
 from agent.rollout import EpisodeSink, evaluate
-from agent.server.backends import UIO2Backend
-from agent.server.client import RemotePolicy, fetch_json
+from agent.server.backends import UIO2Backend, bucket_size
+from agent.server.client import RemoteError, RemotePolicy, fetch_json
 from agent.server.server import ServerConfig, ServerThread
+from policies.base import TaskSpec
 from policies.uio2_policy import UIO2Policy
 
 POLICY_KWARGS = dict(max_frames=4, text_len=96)
@@ -70,29 +72,143 @@ def test_results_through_the_server_equal_in_process_results(tiny, server, env, 
     assert len(local_steps) >= episodes and all(text for _, text, _ in local_steps)
 
 
-def test_concurrent_clients_are_batched_into_one_model_call(server):
-    kwargs = POINTNAV
-    before = fetch_json(server.url)["batch_size"]["histogram"]
+def test_concurrent_clients_are_batched_into_one_model_call(tiny):
+    """Two clients in lockstep share batches. The window is long (10 s), so how loaded the machine is does
+    not matter: a batch closes early as soon as both open sessions have a step waiting (or one closes)."""
+    model, vocab, description = tiny
+    backend = UIO2Backend(model, vocab, description, **POLICY_KWARGS)
     errors: list = []
-    barrier = threading.Barrier(3)
+    barrier = threading.Barrier(2)
 
-    def client() -> None:
+    def client(url: str) -> None:
         try:
-            with RemotePolicy(server.url, timeout=120) as remote:
+            with RemotePolicy(url, timeout=120) as remote:
                 barrier.wait(timeout=60)
-                evaluate(resolve_env("pointnav", **kwargs), remote, 1, 0, env_id="pointnav",
+                evaluate(resolve_env("pointnav", **POINTNAV), remote, 1, 0, env_id="pointnav",
                          show_progress=False, max_steps=3)  # fmt: skip
         except Exception as err:  # reported below
             errors.append(err)
 
-    threads = [threading.Thread(target=client) for _ in range(3)]
+    with ServerThread(backend, ServerConfig(port=0, batch_window_ms=10_000)) as running:
+        threads = [threading.Thread(target=client, args=(running.url,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        metrics = fetch_json(running.url)
+    assert not errors
+    assert metrics["batch_size"]["max"] == 2, metrics["batch_size"]
+    assert metrics["sessions"] == 0  # every client's session freed on close
+
+
+def _hostile_tasks(space):
+    """Sessions whose declared spaces pass the server's checks but whose observations break the policy
+    (or, for NaN, fail the finiteness check): each with an observation matching its own declaration."""
+    goal = space["pointgoal_with_gps_compass"]
+    box = gym.spaces.Box
+    variants = [
+        {"rgb": box(0.0, 1.0, (32, 32, 3), np.float32), "pointgoal_with_gps_compass": goal},  # NaN below
+        {"rgb": box(0, 255, (0, 0, 3), np.uint8), "pointgoal_with_gps_compass": goal},
+        {"rgb": box(0, 255, (32, 32), np.uint8), "pointgoal_with_gps_compass": goal},
+        {"rgb": space["rgb"]},  # no goal
+        {"rgb": space["rgb"], "pointgoal_with_gps_compass": box(-1.0, 1.0, (0,), np.float32)},
+    ]
+    out = []
+    for spaces in variants:
+        obs_space = gym.spaces.Dict(spaces)
+        obs = {k: np.zeros(s.shape, s.dtype) for k, s in spaces.items()}
+        if obs["rgb"].dtype == np.float32:
+            obs["rgb"][0, 0, 0] = np.nan
+        out.append((TaskSpec("pointnav", obs_space, gym.spaces.Discrete(4)), obs))
+    return out
+
+
+def test_a_hostile_session_never_fails_an_honest_one_in_the_same_batch(tiny):
+    """Own server with a 1 s window: the two clients' steps share a batch however loaded the machine is
+    (it closes as soon as both have a step waiting; only the NaN step, refused before batching, waits)."""
+    model, vocab, description = tiny
+    backend = UIO2Backend(model, vocab, description, **POLICY_KWARGS)
+    with ServerThread(backend, ServerConfig(port=0, batch_window_ms=1000)) as server:
+        _honest_and_hostile(server)
+
+
+def _honest_and_hostile(server):
+    env = resolve_env("pointnav", **POINTNAV)[0].make()
+    obs, _ = env.reset(seed=0)
+    honest_task = TaskSpec("pointnav", env.observation_space, env.action_space, seed=0)
+    hostile = _hostile_tasks(env.observation_space)
+    steps = len(hostile)
+    barrier = threading.Barrier(2)
+    honest_actions: list = []
+    hostile_codes: list = []
+    errors: list = []
+
+    def honest() -> None:
+        try:
+            with RemotePolicy(server.url, timeout=120) as p:
+                p.reset(honest_task)
+                for _ in range(steps):
+                    barrier.wait(timeout=120)
+                    honest_actions.append(p.act(obs))
+        except Exception as err:  # reported below
+            errors.append(err)
+            barrier.abort()
+
+    def attacker() -> None:
+        try:
+            with RemotePolicy(server.url, timeout=120) as p:
+                for step in range(steps):
+                    task, bad = hostile[step % len(hostile)]
+                    p.reset(task)
+                    barrier.wait(timeout=120)
+                    with pytest.raises(RemoteError) as err:
+                        p.act(bad)
+                    hostile_codes.append(err.value.code)
+        except Exception as err:  # reported below
+            errors.append(err)
+            barrier.abort()
+
+    before = fetch_json(server.url)["counters"].get("batches_retried_row_by_row", 0)
+    threads = [threading.Thread(target=honest), threading.Thread(target=attacker)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
-    assert not errors
-    metrics = fetch_json(server.url)
-    after = metrics["batch_size"]["histogram"]
-    new = {int(k): v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
-    assert max(new) > 1, new
-    assert metrics["sessions"] == 0  # every client's session freed on close
+        t.join(timeout=300)
+    env.close()
+    assert not errors, errors
+    assert len(honest_actions) == steps and all(a in range(4) for a in honest_actions)
+    assert set(hostile_codes) == {"invalid_observation", "policy_error"}, hostile_codes
+    assert fetch_json(server.url)["counters"].get("batches_retried_row_by_row", 0) > before  # shared batches
+
+
+def test_prompts_over_the_text_window_are_refused_at_reset(server):
+    env = resolve_env("pointnav", **POINTNAV)[0].make()
+    words = " ".join(f"word{i}" for i in range(200))  # 1.5k characters, far more tokens than text_len 96
+    with RemotePolicy(server.url, timeout=120) as p:
+        with pytest.raises(
+            RemoteError, match=r"prompt of \d+ tokens; this server's text window holds 95"
+        ) as err:
+            p.reset(TaskSpec("pointnav", env.observation_space, env.action_space, prompt=words))
+        assert err.value.code == "invalid_task"
+    env.close()
+
+
+def test_batches_are_padded_to_bucket_sizes_so_nothing_compiles_after_warm_up(tiny):
+    """A batch of 3 runs as 4 (throwaway copies of its first row); after that, 4 rows compile nothing."""
+    model, vocab, description = tiny
+    backend = UIO2Backend(model, vocab, description, **POLICY_KWARGS)
+    env = resolve_env("pointnav", **POINTNAV)[0].make()
+    obs, _ = env.reset(seed=0)
+    task = TaskSpec("pointnav", env.observation_space, env.action_space)
+    env.close()
+    assert [bucket_size(n) for n in (1, 2, 3, 4, 5, 8, 9)] == [1, 2, 4, 4, 8, 8, 16]
+    keyed = [backend.new_row(task) for _ in range(4)]
+    key = keyed[0][0]
+    rows = [row for _, row in keyed]
+    out = backend.act_rows(key, rows[:3], [obs] * 3, [{}] * 3)
+    assert len(out) == 3 and out[0][1]["padded_batch_size"] == 4
+    assert [r.history.step for r in rows] == [1, 1, 1, 0]  # the padding rows were copies
+    warm = backend.compilations()
+    out = backend.act_rows(key, rows, [obs] * 4, [{}] * 4)
+    assert len(out) == 4 and all(a in range(4) for a, _ in out)
+    assert backend.compilations() == warm

@@ -16,9 +16,11 @@ state itself and lends the rows of one batch to a policy instance for one `act_b
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol
 
+from agent.server.compiles import compilations
 from policies.base import TaskSpec
 
 
@@ -46,6 +48,11 @@ class UIO2Backend:
         self.model, self.vocab, self.policy_kwargs = model, vocab, policy_kwargs
         self.description = description
         self._policies: dict[Hashable, Any] = {}
+        compilations()  # start counting
+
+    def compilations(self) -> int:
+        """jit cache misses in this process so far (see `agent.server.compiles`)."""
+        return compilations()
 
     def _policy(self, key: Hashable) -> Any:
         if key not in self._policies:
@@ -59,17 +66,40 @@ class UIO2Backend:
 
         key = (task_family(task.action_space), "audio" in getattr(task.observation_space, "spaces", {}))
         policy = self._policy(key)
+        if task.prompt:  # tokenised once per episode, here: a prompt the text window cannot hold is refused
+            tokens = len(self.vocab.encode(task.prompt))
+            if tokens > policy.text_len - 1:
+                raise ValueError(
+                    f"prompt of {tokens} tokens; this server's text window holds {policy.text_len - 1} "
+                    "(with EOS)"
+                )
         policy.reset_batch([task])  # builds the row (prompt images, codec) and the group's input builder
         return key, policy.rows[0]
 
     def act_rows(
         self, key: Hashable, rows: Sequence[Any], observations: Sequence[dict], infos: Sequence[dict]
     ) -> list[tuple[Any, dict[str, Any]]]:
+        """One model call for `rows`, padded to the next bucket size (1, 2, 4, 8, ...) with throwaway copies
+        of the first row, so the decode compiles once per bucket instead of once per batch size."""
         policy = self._policies[key]
-        policy.rows = list(rows)
-        policy.last_infos = [{} for _ in rows]
-        actions = policy.act_batch(list(observations), list(infos))
-        return [(a, policy.row_info(i)) for i, a in enumerate(actions)]
+        n = len(rows)
+        pad = bucket_size(n) - n
+        policy.rows = list(rows) + [_throwaway(rows[0]) for _ in range(pad)]
+        policy.last_infos = [{} for _ in policy.rows]
+        actions = policy.act_batch([*observations, *[observations[0]] * pad], [*infos, *[infos[0]] * pad])
+        return [(a, {**policy.row_info(i), "padded_batch_size": n + pad}) for i, a in enumerate(actions[:n])]
+
+
+def bucket_size(n: int) -> int:
+    """The smallest power of two >= n: the batch sizes the model is compiled for."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+def _throwaway(row: Any) -> Any:
+    """A copy of a row whose history can be pushed to without touching the original's."""
+    pad = copy.copy(row)
+    pad.history = copy.deepcopy(row.history)
+    return pad
 
 
 class PerSessionBackend:

@@ -47,6 +47,8 @@ class Limits:
     max_array_bytes: int = 16 * 2**20
     max_ndim: int = 8
     max_items: int = 256  # rows in one reset/act request
+    max_space_bytes: int = 32 * 2**20  # declared array bytes of one session's observation + action spaces
+    max_prompt_chars: int = 4096  # a task's prompt (the UIO2 backend also bounds its tokens)
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -84,14 +84,29 @@ def serve(
     max_batch: int = 64,
     call_timeout_s: float = 300.0,
     max_message_mb: float = 32.0,
+    insecure: bool = False,
+    openpi_env: str | None = None,
+    openpi_env_kwargs: dict[str, Any] | None = None,
 ) -> int:
     """Serve until SIGINT / SIGTERM; returns an exit code."""
     from agent.server.protocol import Limits
     from agent.server.server import ServerConfig
 
     if not _is_loopback(host) and not token:
-        log.warning("serving on %s without a token: anyone who can reach this port can use the model", host)
+        if not insecure:
+            raise ValueError(
+                f"refusing to serve on {host} without --token: anyone who can reach this port could use "
+                "the model (set --token or $UIO2_SERVER_TOKEN, or pass --insecure on a trusted network)"
+            )
+        log.warning(
+            "serving on %s without a token (--insecure): anyone who can reach it can use the model", host
+        )
     limits = Limits(max_message_bytes=int(max_message_mb * 2**20))
+    openpi = None
+    if openpi_env:
+        from agent.server.openpi import OpenPIEnv
+
+        openpi = OpenPIEnv.from_env(openpi_env, **(openpi_env_kwargs or {}))
     config = ServerConfig(
         host=host,
         port=port,
@@ -100,6 +115,7 @@ def serve(
         max_batch=max_batch,
         call_timeout_s=call_timeout_s,
         limits=limits,
+        openpi=openpi,
     )
     backend = build_backend(policy, model, seed, policy_kwargs)
     asyncio.run(_serve(backend, config))
@@ -116,6 +132,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--token",
         default=os.environ.get("UIO2_SERVER_TOKEN"),
         help="shared secret clients must send (Authorization: Bearer); default: $UIO2_SERVER_TOKEN",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without --token (anyone who reaches the port can use the model)",
+    )
+    p.add_argument(
+        "--openpi-env",
+        default=None,
+        help="openpi mode: answer unmodified openpi clients (one connection = one episode) for this ENV "
+        "(e.g. pointnav, tabletop/visual_manipulation); see docs/server.md",
+    )
+    p.add_argument(
+        "--openpi-env-kwargs", default="{}", help='JSON for that env, e.g. \'{"width": 128, "height": 128}\''
     )
     p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a batch gathers requests")
     p.add_argument("--max-batch", type=int, default=64)
@@ -137,7 +167,20 @@ def run_from_args(args: argparse.Namespace, policy_kwargs: dict[str, Any] | None
         max_batch=args.max_batch,
         call_timeout_s=args.call_timeout,
         max_message_mb=args.max_message_mb,
+        insecure=args.insecure,
+        openpi_env=args.openpi_env,
+        openpi_env_kwargs=_json_map(args.openpi_env_kwargs, "--openpi-env-kwargs"),
     )
+
+
+def _json_map(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} must be a JSON map: {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON map, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,7 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--policy-kwargs", default="{}", help="JSON for the policy, e.g. '{\"text_len\": 96}'")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_from_args(args, json.loads(args.policy_kwargs))
+    try:
+        return run_from_args(args, json.loads(args.policy_kwargs))
+    except ValueError as err:
+        print(f"uio2 serve: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,21 +16,26 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from agent.server import openpi
 from agent.server.backends import RowBackend
 from agent.server.batcher import Batcher, Session
 from agent.server.metrics import Metrics
 from agent.server.protocol import PROTOCOL_VERSION, Limits, ProtocolError, decode, encode, error_reply
-from agent.server.spaces import check_observation, decode_task
+from agent.server.spaces import check_observation, decode_task, task_bytes
+
+if TYPE_CHECKING:
+    from agent.server.openpi import OpenPIEnv
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +50,12 @@ class ServerConfig:
     call_timeout_s: float = 300.0  # per act request, queueing included (the first call also compiles)
     max_sessions: int = 1024
     max_sessions_per_connection: int = 256
+    max_sessions_per_client: int = 512  # per peer address (one robot or simulator host)
+    max_total_space_bytes: int = 512 * 2**20  # declared space bytes of all open sessions together
     limits: Limits = field(default_factory=Limits)
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
+    openpi: OpenPIEnv | None = None  # serve openpi clients for this task instead of the native protocol
 
 
 class PolicyServer:
@@ -62,6 +70,9 @@ class PolicyServer:
         self._server: Server | None = None
         self._batcher_task: asyncio.Task | None = None
         self._connections = 0
+        self._space_bytes = 0  # declared by open sessions, plus resets being built
+        self._reserved_sessions = 0  # resets being built
+        self._client_sessions: Counter[str] = Counter()
 
     # -- lifecycle --
     async def start(self) -> None:
@@ -75,7 +86,7 @@ class PolicyServer:
             open_sessions=lambda: len(self.sessions),
         )
         self._server = await serve(
-            self._handle,
+            self._handle_openpi if cfg.openpi is not None else self._handle,
             cfg.host,
             cfg.port,
             process_request=self._process_request,
@@ -110,6 +121,8 @@ class PolicyServer:
         return self.metrics.snapshot(
             sessions=len(self.sessions),
             connections=self._connections,
+            declared_space_bytes=self._space_bytes,
+            compilations=getattr(self.backend, "compilations", lambda: None)(),
             policy=self.backend.name,
             model=self.backend.description,
         )
@@ -118,13 +131,18 @@ class PolicyServer:
     def _authorized(self, headers: Headers) -> bool:
         if not self.config.token:
             return True
-        given = headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {self.config.token}".encode())
+        given = headers.get("Authorization", "").encode()
+        # `Bearer` (our client) or `Api-Key` (openpi's client); both compared in constant time
+        bearer = hmac.compare_digest(given, f"Bearer {self.config.token}".encode())
+        return hmac.compare_digest(given, f"Api-Key {self.config.token}".encode()) or bearer
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path in ("/healthz", "/health"):
             return _json_response(connection, HTTPStatus.OK, {"status": "ok", "sessions": len(self.sessions)})
+        if len(request.headers.get_all("Authorization")) > 1:
+            self.metrics.error("bad_request")
+            return connection.respond(HTTPStatus.BAD_REQUEST, "more than one Authorization header\n")
         if not self._authorized(request.headers):
             self.metrics.error("unauthorized")
             return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
@@ -135,13 +153,78 @@ class PolicyServer:
     # -- websocket --
     async def _handle(self, ws: ServerConnection) -> None:
         owned: dict[int, Session] = {}
+        client = _peer(ws)
         self._connections += 1
         self.metrics.count("connections")
         try:
             await ws.send(encode(self._hello()))
             async for data in ws:
-                reply = await self._dispatch(data, owned)
+                reply = await self._dispatch(data, owned, client)
                 await ws.send(encode(reply))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connections -= 1
+            if owned:
+                self.metrics.count("sessions_freed_on_disconnect", len(owned))
+            for sid in list(owned):
+                self._free(sid, owned)
+
+    async def _handle_openpi(self, ws: ServerConnection) -> None:
+        """One openpi connection = one episode (see `openpi.py`): metadata first, then observation in,
+        actions out; any error is a text frame and close code 1011, as openpi's own server does."""
+        env = self.config.openpi
+        assert env is not None
+        owned: dict[int, Session] = {}
+        client = _peer(ws)
+        self._connections += 1
+        self.metrics.count("connections")
+        session: int | None = None
+        prompt = ""
+        prev_total_ms: float | None = None
+        try:
+            await ws.send(openpi.packb(env.metadata(policy=self.backend.name, model=self.backend.description,
+                                                    limits=self.config.limits.to_dict())))  # fmt: skip
+            async for data in ws:
+                start = time.perf_counter()
+                try:
+                    obs, given, assets = env.split(openpi.unpackb(data, self.config.limits))
+                    self.metrics.count("requests_openpi")
+                    if session is None:
+                        prompt = given or ""
+                        task = env.wire_task(prompt, assets)
+                        reply = await self._reset({"items": [{"session": None, "task": task}]}, owned, client)
+                        session = reply["sessions"][0]
+                    elif given and given != prompt:  # later steps may resend the prompt or omit it
+                        raise ProtocolError(
+                            "bad_request",
+                            "the prompt changed within a connection: reconnect for a new episode",
+                        )
+                    reply = await self._act({"items": [{"session": session, "obs": obs}]}, owned)
+                except ProtocolError as err:
+                    self.metrics.error(err.code)
+                    await ws.send(f"{err.code}: {err.message}")
+                    await ws.close(1011, err.code)
+                    return
+                except Exception as err:  # a bug: report it to this client alone, keep serving the others
+                    log.exception("openpi request failed")
+                    self.metrics.error("internal")
+                    await ws.send(f"internal: {type(err).__name__}: {err}")
+                    await ws.close(1011, "internal")
+                    return
+                result = reply["results"][0]
+                infer_ms = 1000 * (time.perf_counter() - start)
+                timing = {"infer_ms": infer_ms, **({"prev_total_ms": prev_total_ms} if prev_total_ms else {})}
+                await ws.send(
+                    openpi.packb(
+                        {
+                            "actions": env.flat_action(result["action"]),
+                            "server_timing": timing,
+                            "policy_timing": {"batch_size": result["info"].get("server_batch_size", 1)},
+                        }
+                    )
+                )
+                prev_total_ms = 1000 * (time.perf_counter() - start)
         except ConnectionClosed:
             pass
         finally:
@@ -163,7 +246,7 @@ class PolicyServer:
             "call_timeout_s": cfg.call_timeout_s,
         }
 
-    async def _dispatch(self, data: Any, owned: dict[int, Session]) -> dict[str, Any]:
+    async def _dispatch(self, data: Any, owned: dict[int, Session], client: str) -> dict[str, Any]:
         request_id = None
         try:
             message = decode(data, self.config.limits)
@@ -171,7 +254,12 @@ class PolicyServer:
             op = message["op"]
             self.metrics.count(f"requests_{op}" if op in ("reset", "act", "close") else "requests_other")
             if op == "reset":
-                return {"op": "reply", "id": request_id, "ok": True, **await self._reset(message, owned)}
+                return {
+                    "op": "reply",
+                    "id": request_id,
+                    "ok": True,
+                    **await self._reset(message, owned, client),
+                }
             if op == "act":
                 return {"op": "reply", "id": request_id, "ok": True, **await self._act(message, owned)}
             if op == "close":
@@ -202,9 +290,11 @@ class PolicyServer:
             )
         return owned[sid]
 
-    async def _reset(self, message: dict[str, Any], owned: dict[int, Session]) -> dict[str, Any]:
+    async def _reset(self, message: dict[str, Any], owned: dict[int, Session], client: str) -> dict[str, Any]:
+        cfg, limits = self.config, self.config.limits
         items = self._items(message)
-        tasks = [decode_task(item.get("task"), self.config.limits) for item in items]
+        specs = [item.get("task") for item in items]
+        costs = [task_bytes(spec, limits) for spec in specs]  # cheap: nothing built yet
         reuse = [item.get("session") for item in items]
         if len({sid for sid in reuse if sid is not None}) != sum(sid is not None for sid in reuse):
             raise ProtocolError("bad_request", "a session appears twice in one reset request")
@@ -213,27 +303,50 @@ class PolicyServer:
                 raise ProtocolError("session_busy", f"session {sid} has a step in flight")
         new = sum(sid is None for sid in reuse)
         if (
-            len(self.sessions) + new > self.config.max_sessions
-            or len(owned) + new > self.config.max_sessions_per_connection
+            len(self.sessions) + self._reserved_sessions + new > cfg.max_sessions
+            or len(owned) + new > cfg.max_sessions_per_connection
+            or self._client_sessions[client] + new > cfg.max_sessions_per_client
         ):
             raise ProtocolError(
                 "overloaded",
-                f"session limit reached ({self.config.max_sessions} in all, "
-                f"{self.config.max_sessions_per_connection} per connection)",
+                f"session limit reached ({cfg.max_sessions} in all, {cfg.max_sessions_per_client} per "
+                f"client, {cfg.max_sessions_per_connection} per connection)",
             )
+        if self._space_bytes + sum(costs) > cfg.max_total_space_bytes:
+            raise ProtocolError(
+                "overloaded",
+                f"the open sessions' declared spaces would exceed the server's total of "
+                f"{cfg.max_total_space_bytes} B; close sessions or declare smaller spaces",
+            )
+        self._space_bytes += sum(costs)  # reserved while the spaces and rows are built
+        self._reserved_sessions += new
+        self._client_sessions[client] += new
         loop = asyncio.get_running_loop()
-        try:  # on the model thread: rows may hold model-side state, and it orders resets with steps
+        try:
+            # Gymnasium allocates arrays of each Box's shape: off the event loop
+            tasks = await loop.run_in_executor(None, lambda: [decode_task(s, limits) for s in specs])
+            # on the model thread: rows may hold model-side state, and it orders resets with steps
             rows = await loop.run_in_executor(
                 self._executor, lambda: [self.backend.new_row(t) for t in tasks]
             )
         except ValueError as err:
+            if isinstance(err, ProtocolError):
+                raise
             raise ProtocolError("invalid_task", str(err)) from err
+        finally:
+            self._space_bytes -= sum(costs)
+            self._reserved_sessions -= new
+            self._client_sessions[client] -= new
         sessions = []
-        for sid, task, (key, row) in zip(reuse, tasks, rows, strict=True):
+        for sid, task, cost, (key, row) in zip(reuse, tasks, costs, rows, strict=True):
             if sid is not None:
                 self._free(sid, owned, count=False)
-            session = Session(sid if sid is not None else next(self._ids), key, row, task.observation_space)
+            session = Session(
+                sid if sid is not None else next(self._ids), key, row, task.observation_space, cost, client
+            )
             self.sessions[session.id] = owned[session.id] = session
+            self._space_bytes += cost
+            self._client_sessions[client] += 1
             self.metrics.count("episodes")
             sessions.append(session.id)
         return {"sessions": sessions}
@@ -252,6 +365,12 @@ class PolicyServer:
                 )
             if session.busy:
                 raise ProtocolError("session_busy", f"session {session.id} has a step in flight")
+            if session.failed:
+                raise ProtocolError(
+                    "policy_error",
+                    f"session {session.id}: the policy failed on an earlier step ({session.failed}); "
+                    "reset it",
+                )
             check_observation(session.observation_space, item.get("obs"), f"items[{i}].obs")
             info = item.get("info") or {}
             if not isinstance(info, dict):
@@ -286,8 +405,18 @@ class PolicyServer:
             return
         session.closed = True
         self.sessions.pop(sid, None)
+        self._space_bytes -= session.space_bytes
+        self._client_sessions[session.client] -= 1
+        if not self._client_sessions[session.client]:
+            del self._client_sessions[session.client]
+        self.batcher.poke()
         if count:
             self.metrics.count("sessions_closed")
+
+
+def _peer(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)
 
 
 def _int_list(value: Any, name: str) -> list[int]:
