@@ -16,16 +16,16 @@ with `os.replace`; `end_episode` publishes in this order:
   1. `meta/tasks.parquet`, if the task is new (a task list that runs ahead is harmless);
   2. the episode's sidecar, then its row in `meta/episodes/` (a row whose data is absent is not read);
   3. the data file -- the commit point: from here the episode is whole where LeRobot looks;
-  4. `meta/stats.json`, then `meta/info.json` (derived, rewritten whole).
+  4. `meta/info.json`, then `meta/stats.json` (derived, rewritten whole; staged before step 1).
 After a `kill -9` anywhere, `data/` holds exactly the committed episodes, each whole, each with its
-row, and info.json counts them -- except between 3 and 4, when info.json still counts one episode
-less (LeRobot's `len()` then leaves the newest one out; it never reads a partial one). The next
-recorder on the same root removes what a crash left (a row without its data file, `.staging/`, any
-orphan) and rewrites the derived files from the episode rows; the reader needs no repair (see
-training.dataset). Task
-indices are the order of first appearance among committed episodes, hence derivable from the rows.
-One recorder per root (an flock on `meta/.lock`); `close()` (or leaving the `with` block) discards an
-episode that was not ended.
+row, and info.json counts them -- except between 3 and 4 (one directory fsync apart), when info.json
+still counts one episode less: LeRobot's `len()` then leaves the newest, whole episode out; it never
+reads a partial one. Writing info.json before the data instead would make LeRobot fetch the missing
+episode from the Hub. The next recorder on the same root removes what a crash left (a row without its
+data file, `.staging/`, any orphan) and rewrites the derived files from the episode rows; the reader
+needs no repair (see training.dataset). Task indices are the order of first appearance among
+committed episodes, hence derivable from the rows. One recorder per root (an flock on `meta/.lock`);
+`close()` (or leaving the `with` block) discards an episode that was not ended.
 """
 
 from __future__ import annotations
@@ -359,7 +359,7 @@ class TrajectoryRecorder:
         self._rows: list[dict[str, Any]] = []
         self._tasks: list[str] = []
         self._stats: dict[str, dict[str, np.ndarray]] = {}
-        self._publish_bytes(INFO_PATH, json.dumps(self._info(), indent=2).encode(), "info-staged")
+        self._publish_bytes(INFO_PATH, json.dumps(self._info([], []), indent=2).encode(), "info-staged")
         self._write_derived()
 
     def _open_existing(self) -> None:
@@ -429,18 +429,18 @@ class TrajectoryRecorder:
     def num_frames(self) -> int:
         return sum(int(r["length"]) for r in self._rows)
 
-    def _info(self) -> dict[str, Any]:
+    def _info(self, rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]:
         return {
             "codebase_version": CODEBASE_VERSION,
             "robot_type": self.robot_type,
-            "total_episodes": self.num_episodes,
-            "total_frames": self.num_frames,
-            "total_tasks": len(self._tasks),
+            "total_episodes": len(rows),
+            "total_frames": sum(int(r["length"]) for r in rows),
+            "total_tasks": len(tasks),
             "chunks_size": CHUNKS_SIZE,
             "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
             "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB,
             "fps": self.fps,
-            "splits": {"train": f"0:{self.num_episodes}"},
+            "splits": {"train": f"0:{len(rows)}"},
             "data_path": DATA_PATH,
             "video_path": VIDEO_PATH,
             "features": self.features,
@@ -479,13 +479,27 @@ class TrajectoryRecorder:
 
     # -- derived metadata, continued ------------------------------------------------------------------------
     def _write_derived(self) -> None:
-        """tasks.parquet, stats.json, then info.json (last, so its totals never run ahead of the rest)."""
+        """tasks.parquet, then info.json and stats.json (each one is derived from the episode rows)."""
         self._write_tasks(self._tasks)
-        self._write_totals()
+        for staged, rel in self._stage_totals(self._rows, self._tasks, self._stats):
+            self._publish_file(staged, rel, synced=True)
 
-    def _write_totals(self) -> None:
-        self._publish_bytes(STATS_PATH, _stats_json(self._stats))
-        self._publish_bytes(INFO_PATH, json.dumps(self._info(), indent=2).encode())
+    def _stage_totals(
+        self, rows: list[dict[str, Any]], tasks: list[str], stats: dict[str, dict[str, np.ndarray]]
+    ) -> list[tuple[Path, str]]:
+        """info.json and stats.json for these rows, written and fsynced under .staging/, not yet published."""
+        out = []
+        for rel, data in (
+            (INFO_PATH, json.dumps(self._info(rows, tasks), indent=2).encode()),
+            (STATS_PATH, _stats_json(stats)),
+        ):
+            staged = self._staged(rel)
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_bytes(data)
+            if self.fsync:
+                _fsync_file(staged)
+            out.append((staged, rel))
+        return out
 
     def _write_tasks(self, task_list: list[str]) -> None:
         tasks = pa.table(
@@ -702,20 +716,19 @@ class TrajectoryRecorder:
         if self.fsync:  # now, so that the data file goes into place right after the row
             _fsync_file(ep["tmp"])
         _checkpoint("episode-staged", ep["index"])
-        new_task = ep["task"] not in self._tasks
-        if new_task:
-            self._write_tasks([*self._tasks, ep["task"]])
+        rows = [*self._rows, row.to_pylist()[0]]
+        tasks = self._tasks if ep["task"] in self._tasks else [*self._tasks, ep["task"]]
+        totals = aggregate_stats([self._stats, stats]) if self._stats else stats
+        derived = self._stage_totals(rows, tasks, totals)  # ready, so that they follow the data at once
+        if tasks is not self._tasks:
+            self._write_tasks(tasks)
         self._publish_file(extra_staged, extra_rel)
         self._publish_table(EPISODES_PATH.format(**loc), row)
         self._publish_file(ep["tmp"], ep["data_rel"], "row-published", ep["index"], synced=True)  # commit
+        self._rows, self._tasks, self._stats, self._episode = rows, tasks, totals, None
         _checkpoint("data-published", ep["index"])
-
-        self._rows.append(row.to_pylist()[0])
-        if new_task:
-            self._tasks.append(ep["task"])
-        self._stats = aggregate_stats([self._stats, stats]) if self._stats else stats
-        self._episode = None
-        self._write_totals()
+        for staged, rel in derived:
+            self._publish_file(staged, rel, synced=True)
         _checkpoint("episode-committed", ep["index"])
         return ep["index"]
 
