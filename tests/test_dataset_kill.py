@@ -1,10 +1,11 @@
 """Crash safety: a recording process killed with SIGKILL loses at most the episode in progress, and
 what LeRobot would load from the killed dataset is exactly the committed episodes.
 
-A child process (this module, run as a script; it imports the recorder, not jax) records episodes whose
-frames are a pure function of (episode, frame index), so the parent can recompute everything that was
-committed. The child stops at a named point of the recorder (`agent.recording.checkpoint_hook`) and
-says so; the parent then kills it with SIGKILL, so each kill lands exactly where it is meant to.
+A child process (tests/helpers/kill_recorder.py; it imports the recorder, not jax or pytest) records
+episodes whose frames are a pure function of (episode, frame index), so the parent can recompute
+everything that was committed. The child stops at a named point of the recorder
+(`agent.recording.checkpoint_hook`) and says so; the parent then kills it with SIGKILL, so each kill
+lands exactly where it is meant to.
 """
 
 from __future__ import annotations
@@ -20,75 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.kill_recorder import FEATURES, FPS, child_main, episode_length, make_frame, task_of
 
 REPO = Path(__file__).resolve().parents[1]
-FPS = 15
-FEATURES = {
-    "observation.images.rgb": {
-        "dtype": "image",
-        "shape": [8, 8, 3],
-        "names": ["height", "width", "channels"],
-    },
-    "observation.state": {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"]},
-    "action": {"dtype": "int64", "shape": [1], "names": ["discrete_action"]},
-    "next.reward": {"dtype": "float32", "shape": [1], "names": None},
-    "next.done": {"dtype": "bool", "shape": [1], "names": None},
-    "next.success": {"dtype": "bool", "shape": [1], "names": None},
-}
-
-
-def episode_length(k: int) -> int:
-    return 20 + (7 * k) % 13
-
-
-def task_of(k: int) -> str:
-    return f"task {k % 3}"
-
-
-def make_frame(k: int, t: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng([k, t])
-    done = t == episode_length(k) - 1
-    return {
-        "observation.images.rgb": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8),
-        "observation.state": rng.normal(size=3).astype(np.float32),
-        "action": np.array([(k + t) % 4], np.int64),
-        "next.reward": np.array([0.5 * t], np.float32),
-        "next.done": np.array([done]),
-        "next.success": np.array([done and k % 2 == 0]),
-    }
+CHILD = REPO / "tests" / "helpers" / "kill_recorder.py"
 
 
 # -- the child ------------------------------------------------------------------------------------------
-def child_main(
-    root: str, stop: int, frame_delay: float, pause_at: str = "", pause_episode: int = -1, fsync: bool = True
-) -> None:
-    """Record episodes until `stop`; at checkpoint (`pause_at`, `pause_episode`) say so and wait.
-
-    fsync only matters for power loss (a killed process's writes survive in the page cache); the tests
-    that kill at fixed points turn it off to run faster, the random kills keep it.
-    """
-    from agent import recording
-
-    def hook(point: str, episode: int) -> None:
-        if point == pause_at and episode == pause_episode:
-            print(f"paused {point}", flush=True)
-            time.sleep(60)  # the parent kills us here
-
-    recording.checkpoint_hook = hook
-    rec = recording.TrajectoryRecorder(root, FPS, FEATURES, rows_per_group=4, fsync=fsync)
-    print("ready", flush=True)
-    for k in range(rec.num_episodes, stop):
-        rec.start_episode(task_of(k), extra={"k": k})
-        for t in range(episode_length(k)):
-            rec.add_frame(make_frame(k, t))
-            if t == 5:
-                print(f"started {k}", flush=True)
-            time.sleep(frame_delay)
-        rec.end_episode({"length": episode_length(k)})
-        print(f"committed {k}", flush=True)
-    rec.close()
-
-
 def spawn(
     root: Path,
     stop: int = 10**6,
@@ -97,16 +36,13 @@ def spawn(
     pause_episode: int = -1,
     fsync: bool = True,
 ) -> subprocess.Popen:
-    code = (
-        f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); import test_dataset_kill as t; "
-        f"t.child_main({str(root)!r}, {stop}, {frame_delay}, {pause_at!r}, {pause_episode}, {fsync})"
-    )
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
+    args = [str(root), str(stop), str(frame_delay), pause_at, str(pause_episode), str(int(fsync))]
     return subprocess.Popen(
-        [sys.executable, "-c", code],
+        [sys.executable, str(CHILD), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
