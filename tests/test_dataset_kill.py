@@ -141,6 +141,7 @@ def lerobot_view(root: Path, cache: Path) -> dict:
     assert in_data == list(range(len(in_data))), f"episodes in data/: {in_data}"
     total = 0
     for k in in_data:  # every episode in data/ has its row, and its index range is whole and in order
+        assert k in rows, f"episode {k} is in data/ without its row in meta/episodes/"
         row = rows[k]
         at = [i for i, e in enumerate(cols["episode_index"]) if e == k]
         assert row["length"] == len(at) == episode_length(k)
@@ -234,8 +235,7 @@ def test_repeated_random_kills_while_appending(tmp_path):
             assert n >= committed[-1] + 1
         if started:
             assert started[-1] <= n <= started[-1] + 1  # at most the episode in progress is lost
-        if n:
-            assert lerobot_view(root, tmp_path / "hf")["episodes"] == n
+        assert lerobot_view(root, tmp_path / "hf")["episodes"] == n
         assert committed_after_reopen(root) == n
     child_main(str(root), n + 2, 0.0)
     assert check_dataset(root) == n + 2
