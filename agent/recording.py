@@ -5,27 +5,38 @@ Layout (v3.0; training.dataset reads it): `meta/info.json`, `meta/stats.json`, `
 `meta/episodes_extra/chunk-XXX/file-XXX.parquet` (one row per episode: a JSON column for `extra`
 and a list of PNG-encoded prompt-asset images). v3 lets a data file hold many episodes; we write one
 file per episode (episode k -> chunk k // 1000, file k % 1000) so that committing never rewrites
-data that is already safe.
+data that is already safe. Frames of `image` features are PNG bytes inside the data file (LeRobot's
+`image` storage), so nothing is ever written under `videos/` or `images/`.
 
-Commit order of `end_episode` (each file written under a temp name, fsynced, then `os.replace`d):
-  1. the data file (frames were streamed into `<name>.tmp` row group by row group);
-  2. the sidecar file;
-  3. the episode's row in `meta/episodes/` -- the commit point: the episode exists from here on;
-  4. `meta/tasks.parquet`, `meta/stats.json`, then `meta/info.json` (derived, rewritten whole).
-A crash before 3 leaves at most orphans (temp files, a data or sidecar file without a row) which the
-reader ignores and the next recorder on the same root deletes; a crash during 4 leaves derived files
-that lag, which the reader recomputes and the next recorder rewrites from the episode rows. So a
-`kill -9` loses at most the episode in progress. Task indices are the order of first appearance among
-committed episodes, hence derivable from the rows alone. One recorder per root (an flock on
-`meta/.lock`); `close()` (or leaving the `with` block) discards an episode that was not ended.
+Crash safety as LeRobot reads a dataset. LeRobot (and HF `datasets` under it) loads every
+`data/*/*.parquet` and `meta/episodes/*/*.parquet`, takes its totals from `meta/info.json`, and
+fetches from the Hub when info.json names an episode that `data/` lacks. So every file is first
+written and fsynced under `.staging/` (a hidden folder that no such pattern matches) and published
+with `os.replace`; `end_episode` publishes in this order:
+  1. `meta/tasks.parquet`, if the task is new (a task list that runs ahead is harmless);
+  2. the episode's sidecar, then its row in `meta/episodes/` (a row whose data is absent is not read);
+  3. the data file -- the commit point: from here the episode is whole where LeRobot looks;
+  4. `meta/info.json`, then `meta/stats.json` (derived, rewritten whole; staged before step 1).
+After a `kill -9` anywhere, `data/` holds exactly the committed episodes, each whole, each with its
+row, and info.json counts them -- except between 3 and 4 (one directory fsync apart), when info.json
+still counts one episode less: LeRobot's `len()` then leaves the newest, whole episode out; it never
+reads a partial one. Writing info.json before the data instead would make LeRobot fetch the missing
+episode from the Hub. The next recorder on the same root removes what a crash left (a row without its
+data file, `.staging/`, any orphan) and rewrites the derived files from the episode rows; the reader
+needs no repair (see training.dataset). Task indices are the order of first appearance among
+committed episodes, hence derivable from the rows. One recorder per root (an flock on `meta/.lock`);
+`close()` (or leaving the `with` block) discards an episode that was not ended.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +68,17 @@ DATA_FILES_SIZE_IN_MB = 100
 VIDEO_FILES_SIZE_IN_MB = 200
 ROWS_PER_GROUP = 64
 IMAGE_STATS_SIDE = 64  # image stats use a pixel grid of stride min(H, W) // 64: exact up to 127 px
+STAGING_DIR = ".staging"  # files not yet published; outside every path LeRobot or HF datasets reads
+
+# Called as hook(point, episode_index) at the named points of recording ("episode-started",
+# "row-group-written", "episode-staged", "row-published", "data-published", "episode-committed";
+# "info-staged" while creating, with index -1). Tests stop the process there to kill it.
+checkpoint_hook: Callable[[str, int], None] | None = None
+
+
+def _checkpoint(point: str, episode: int) -> None:
+    if checkpoint_hook is not None:
+        checkpoint_hook(point, episode)
 
 
 # -- files ----------------------------------------------------------------------------------------------
@@ -71,33 +93,6 @@ def _fsync_dir(path: Path) -> None:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def _replace(tmp: Path, final: Path, fsync: bool) -> None:
-    """Publish a finished temp file under its final name (atomic on POSIX)."""
-    if fsync:
-        _fsync_file(tmp)
-    os.replace(tmp, final)
-    if fsync:
-        _fsync_dir(final.parent)
-
-
-def _tmp_path(final: Path) -> Path:
-    return final.with_name(f"{final.name}.tmp")
-
-
-def _write_atomic(final: Path, data: bytes, fsync: bool) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(final)
-    tmp.write_bytes(data)
-    _replace(tmp, final, fsync)
-
-
-def _write_table_atomic(final: Path, table: pa.Table, fsync: bool) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(final)
-    pq.write_table(table, tmp)
-    _replace(tmp, final, fsync)
 
 
 def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
@@ -344,11 +339,15 @@ class TrajectoryRecorder:
         self._lock = lock
 
     def _check_empty(self) -> None:
-        """A new dataset only goes where nothing but a crashed creation (lock, temp files) could be."""
+        """A new dataset only goes where nothing but a crashed creation (lock, staged files) could be."""
+        staging = self.root / STAGING_DIR
         leftovers = [
             p
             for p in self.root.rglob("*")
-            if p.is_file() and p.name != ".lock" and not p.name.endswith(".tmp")
+            if p.is_file()
+            and p.name != ".lock"
+            and not p.name.endswith(".tmp")
+            and staging not in p.parents
         ]
         if leftovers:
             raise ValueError(
@@ -360,7 +359,7 @@ class TrajectoryRecorder:
         self._rows: list[dict[str, Any]] = []
         self._tasks: list[str] = []
         self._stats: dict[str, dict[str, np.ndarray]] = {}
-        _write_atomic(self.root / INFO_PATH, json.dumps(self._info(), indent=2).encode(), self.fsync)
+        self._publish_bytes(INFO_PATH, json.dumps(self._info([], []), indent=2).encode(), "info-staged")
         self._write_derived()
 
     def _open_existing(self) -> None:
@@ -381,14 +380,30 @@ class TrajectoryRecorder:
             self.robot_type = info.get("robot_type")
         elif info.get("robot_type") not in (None, self.robot_type):
             raise ValueError(f"{self.root} has robot_type {info['robot_type']!r}, not {self.robot_type!r}")
-        self._rows = read_episode_rows(self.root)
+        self._rows = self._recover(read_episode_rows(self.root))
         self._tasks = tasks_from_rows(self._rows)
         self._stats = aggregate_stats([episode_stats(r) for r in self._rows])
         self._remove_orphans()
         self._write_derived()
 
+    def _recover(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Undo a commit cut between its row (step 2) and its data file (step 3).
+
+        Only the newest row can lack its data file. The reader already ignores such a row, and so does
+        LeRobot (info.json does not count it); removing it keeps every view of the dataset the same.
+        """
+        if not rows:
+            return rows
+        loc = chunk_and_file(int(rows[-1]["episode_index"]))
+        if (self.root / DATA_PATH.format(**loc)).is_file():
+            return rows
+        (self.root / EPISODES_PATH.format(**loc)).unlink()
+        (self.root / EXTRA_PATH.format(**loc)).unlink(missing_ok=True)
+        return rows[:-1]
+
     def _remove_orphans(self) -> None:
-        """Delete what a crashed commit left behind, so that any v3 reader sees only committed episodes."""
+        """Delete what a crash left behind, so that any v3 reader sees only committed episodes."""
+        shutil.rmtree(self.root / STAGING_DIR, ignore_errors=True)
         committed = len(self._rows)
         for sub in ("data", "meta/episodes", "meta/episodes_extra"):
             for path in (self.root / sub).glob("chunk-*/*"):
@@ -414,29 +429,83 @@ class TrajectoryRecorder:
     def num_frames(self) -> int:
         return sum(int(r["length"]) for r in self._rows)
 
-    def _info(self) -> dict[str, Any]:
+    def _info(self, rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]:
         return {
             "codebase_version": CODEBASE_VERSION,
             "robot_type": self.robot_type,
-            "total_episodes": self.num_episodes,
-            "total_frames": self.num_frames,
-            "total_tasks": len(self._tasks),
+            "total_episodes": len(rows),
+            "total_frames": sum(int(r["length"]) for r in rows),
+            "total_tasks": len(tasks),
             "chunks_size": CHUNKS_SIZE,
             "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
             "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB,
             "fps": self.fps,
-            "splits": {"train": f"0:{self.num_episodes}"},
+            "splits": {"train": f"0:{len(rows)}"},
             "data_path": DATA_PATH,
             "video_path": VIDEO_PATH,
             "features": self.features,
         }
 
+    # -- publishing -----------------------------------------------------------------------------------------
+    def _staged(self, rel: str) -> Path:
+        """Where the file published at `rel` is written first (one flat, hidden folder)."""
+        return self.root / STAGING_DIR / rel.replace("/", "%")
+
+    def _publish_file(
+        self, staged: Path, rel: str, point: str | None = None, episode: int = -1, synced: bool = False
+    ) -> None:
+        """Move a finished staged file to `rel` atomically; fsynced before (unless `synced`) and after."""
+        final = self.root / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if self.fsync and not synced:
+            _fsync_file(staged)
+        if point is not None:
+            _checkpoint(point, episode)
+        os.replace(staged, final)
+        if self.fsync:
+            _fsync_dir(final.parent)
+
+    def _publish_bytes(self, rel: str, data: bytes, point: str | None = None) -> None:
+        staged = self._staged(rel)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        staged.write_bytes(data)
+        self._publish_file(staged, rel, point)
+
+    def _publish_table(self, rel: str, table: pa.Table) -> None:
+        staged = self._staged(rel)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, staged)
+        self._publish_file(staged, rel)
+
+    # -- derived metadata, continued ------------------------------------------------------------------------
     def _write_derived(self) -> None:
-        """tasks.parquet, stats.json, then info.json (last, so its totals never run ahead of the rest)."""
+        """tasks.parquet, then info.json and stats.json (each one is derived from the episode rows)."""
+        self._write_tasks(self._tasks)
+        for staged, rel in self._stage_totals(self._rows, self._tasks, self._stats):
+            self._publish_file(staged, rel, synced=True)
+
+    def _stage_totals(
+        self, rows: list[dict[str, Any]], tasks: list[str], stats: dict[str, dict[str, np.ndarray]]
+    ) -> list[tuple[Path, str]]:
+        """info.json and stats.json for these rows, written and fsynced under .staging/, not yet published."""
+        out = []
+        for rel, data in (
+            (INFO_PATH, json.dumps(self._info(rows, tasks), indent=2).encode()),
+            (STATS_PATH, _stats_json(stats)),
+        ):
+            staged = self._staged(rel)
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_bytes(data)
+            if self.fsync:
+                _fsync_file(staged)
+            out.append((staged, rel))
+        return out
+
+    def _write_tasks(self, task_list: list[str]) -> None:
         tasks = pa.table(
             {
-                "task_index": pa.array(range(len(self._tasks)), pa.int64()),
-                "task": pa.array(self._tasks, pa.string()),
+                "task_index": pa.array(range(len(task_list)), pa.int64()),
+                "task": pa.array(task_list, pa.string()),
             }
         )
         pandas_meta = {  # pandas (hence LeRobot's load_tasks) reads `task` back as the index
@@ -462,9 +531,7 @@ class TrajectoryRecorder:
             "pandas_version": "2.2.0",
         }
         tasks = tasks.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
-        _write_table_atomic(self.root / TASKS_PATH, tasks, self.fsync)
-        _write_atomic(self.root / STATS_PATH, _stats_json(self._stats), self.fsync)
-        _write_atomic(self.root / INFO_PATH, json.dumps(self._info(), indent=2).encode(), self.fsync)
+        self._publish_table(TASKS_PATH, tasks)
 
     # -- episodes -----------------------------------------------------------------------------------------
     def start_episode(self, task: str, extra: dict[str, Any] | None = None) -> int:
@@ -476,9 +543,7 @@ class TrajectoryRecorder:
         if not isinstance(task, str):
             raise TypeError(f"task must be a string, got {type(task).__name__}")
         index = self.num_episodes
-        loc = chunk_and_file(index)
-        final = self.root / DATA_PATH.format(**loc)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        data_rel = DATA_PATH.format(**chunk_and_file(index))
         self._episode = {
             "index": index,
             "task": task,
@@ -487,13 +552,14 @@ class TrajectoryRecorder:
             "length": 0,
             "pending": 0,
             "extra": dict(extra or {}),
-            "final": final,
-            "tmp": _tmp_path(final),
+            "data_rel": data_rel,
+            "tmp": self._staged(data_rel),
             "writer": None,
             "buffer": {k: [] for k in self.user_features},
             "stats": {k: _Stats(ft) for k, ft in self.user_features.items()},
             "last": None,
         }
+        _checkpoint("episode-started", index)
         return index
 
     def _validate(self, frame: dict[str, Any]) -> dict[str, Any]:
@@ -571,8 +637,10 @@ class TrajectoryRecorder:
         columns["task_index"] = pa.array(np.full(n, ep["task_index"], np.int64))
         table = pa.Table.from_arrays([columns[k] for k in self.schema.names], schema=self.schema)
         if ep["writer"] is None:
+            ep["tmp"].parent.mkdir(parents=True, exist_ok=True)
             ep["writer"] = pq.ParquetWriter(ep["tmp"], self.schema, compression="zstd", use_dictionary=False)
         ep["writer"].write_table(table)
+        _checkpoint("row-group-written", ep["index"])
 
     def _episode_row(self, ep: dict[str, Any], stats: dict[str, dict[str, np.ndarray]]) -> pa.Table:
         loc = chunk_and_file(ep["index"])
@@ -639,20 +707,29 @@ class TrajectoryRecorder:
                 "assets": pa.array([assets], pa.list_(_ASSET_TYPE)),
             }
         )
-        loc = chunk_and_file(ep["index"])
-        _replace(ep["tmp"], ep["final"], self.fsync)  # extras are encoded first: a bad one leaves no trace
-        _write_table_atomic(self.root / EXTRA_PATH.format(**loc), sidecar, self.fsync)
-
         stats = {k: st.result() for k, st in ep["stats"].items()} | self._default_stats(ep)
-        table = self._episode_row(ep, stats)
-        _write_table_atomic(self.root / EPISODES_PATH.format(**loc), table, self.fsync)  # commit point
-
-        self._rows.append(table.to_pylist()[0])
-        if ep["task"] not in self._tasks:
-            self._tasks.append(ep["task"])
-        self._stats = aggregate_stats([self._stats, stats]) if self._stats else stats
-        self._episode = None
-        self._write_derived()
+        row = self._episode_row(ep, stats)
+        # everything that can fail on bad input is done: from here on, only publishing (module docstring)
+        loc = chunk_and_file(ep["index"])
+        extra_rel, extra_staged = EXTRA_PATH.format(**loc), self._staged(EXTRA_PATH.format(**loc))
+        pq.write_table(sidecar, extra_staged)
+        if self.fsync:  # now, so that the data file goes into place right after the row
+            _fsync_file(ep["tmp"])
+        _checkpoint("episode-staged", ep["index"])
+        rows = [*self._rows, row.to_pylist()[0]]
+        tasks = self._tasks if ep["task"] in self._tasks else [*self._tasks, ep["task"]]
+        totals = aggregate_stats([self._stats, stats]) if self._stats else stats
+        derived = self._stage_totals(rows, tasks, totals)  # ready, so that they follow the data at once
+        if tasks is not self._tasks:
+            self._write_tasks(tasks)
+        self._publish_file(extra_staged, extra_rel)
+        self._publish_table(EPISODES_PATH.format(**loc), row)
+        self._publish_file(ep["tmp"], ep["data_rel"], "row-published", ep["index"], synced=True)  # commit
+        self._rows, self._tasks, self._stats, self._episode = rows, tasks, totals, None
+        _checkpoint("data-published", ep["index"])
+        for staged, rel in derived:
+            self._publish_file(staged, rel, synced=True)
+        _checkpoint("episode-committed", ep["index"])
         return ep["index"]
 
     def discard_episode(self) -> None:
@@ -669,6 +746,8 @@ class TrajectoryRecorder:
         """Discard an unfinished episode and release the root for another recorder."""
         self.discard_episode()
         if self._lock is not None:
+            with contextlib.suppress(OSError):  # a closed dataset keeps no (by now empty) staging folder
+                (self.root / STAGING_DIR).rmdir()
             self._lock.close()
             self._lock = None
 

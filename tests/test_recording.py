@@ -406,8 +406,8 @@ def test_lerobot_loads_recorded_dataset(tmp_path, pointnav_episodes):
 
 def test_hf_datasets_reads_recorded_dataset(tmp_path, pointnav_episodes):
     """What lerobot does underneath, minus torch: HF `datasets` with its feature mapping; pandas for tasks."""
-    datasets = pytest.importorskip("datasets", reason="optional: HF datasets is not installed")
-    pd = pytest.importorskip("pandas", reason="optional: pandas is not installed")
+    datasets = pytest.importorskip("datasets", reason="HF datasets (the test extra) is not installed")
+    pd = pytest.importorskip("pandas", reason="pandas (a dependency of HF datasets) is not installed")
     features, episodes = pointnav_episodes
     root = tmp_path / "pn"
     record(root, features, [(t, f, {}) for t, f, _, _ in episodes])

@@ -1,10 +1,11 @@
 """Read recorded trajectories (LeRobotDataset v3.0 layout) into numpy, without torch or lerobot.
 
 Trust model (see agent.recording for the write order): an episode exists when its row in
-`meta/episodes/` exists. Everything else is derived from those rows: data files without an episode
-row (a crash mid-commit) are ignored, and `info.json` / `stats.json` totals that lag behind the rows
-are recomputed. Each value of `episode(i)` is an array of shape (length, *feature shape); images come
-back as uint8 HWC.
+`meta/episodes/` and its data file both exist (the row is published first, so a crash between the two
+leaves a newest row without data, which is not read). Everything else is derived from those rows: data
+files without an episode row are ignored, a task list that runs ahead is cut to the tasks in use, and
+`info.json` / `stats.json` totals that lag behind the rows are recomputed. Each value of
+`episode(i)` is an array of shape (length, *feature shape); images come back as uint8 HWC.
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ class TrajectoryDataset:
             raise NotADatasetError(f"{self.root} is not a directory")
         info = read_info(self.root)
         self._rows = read_episode_rows(self.root)
+        if self._rows and not (self.root / self._data_path(info, self._rows[-1])).is_file():
+            self._rows.pop()  # a commit cut between its row and its data file: not committed
         self.features: dict[str, dict[str, Any]] = info["features"]
         self.fps: int = int(info["fps"])
         self.tasks: list[str] = self._read_tasks()
@@ -187,9 +190,17 @@ class TrajectoryDataset:
             table = pq.read_table(path)
             pairs = sorted(zip(table["task_index"].to_pylist(), table["task"].to_pylist(), strict=True))
             stored = [t for _, t in pairs]
+            if stored[: len(derived)] == derived:
+                return derived  # ours: a task of an uncommitted episode may trail
             if set(derived) <= set(stored) and [i for i, _ in pairs] == list(range(len(pairs))):
                 return stored
         return derived
+
+    @staticmethod
+    def _data_path(info: dict[str, Any], row: dict[str, Any]) -> Path:
+        return Path(
+            info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
+        )
 
     @property
     def num_episodes(self) -> int:
@@ -226,9 +237,7 @@ class TrajectoryDataset:
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """Every column of episode i as (length, *shape) arrays, plus `task` (one string per frame)."""
         row = self.episode_row(i)
-        path = self.root / self.info["data_path"].format(
-            chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
-        )
+        path = self.root / self._data_path(self.info, row)
         table = pq.read_table(path, filters=[("episode_index", "=", i)])
         if table.num_rows != row["length"]:
             raise ValueError(
