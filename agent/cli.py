@@ -9,6 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from uio2_errors import OptionError, UserError
+
+LEVELS = ("L1", "L2", "L3", "L4")
+
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from agent.model_info import format_info, model_info
@@ -58,11 +62,26 @@ def parse_dotted(extra: Sequence[str]) -> dict[str, dict[str, Any]]:
     return groups
 
 
+def _check_run_args(args: argparse.Namespace) -> None:
+    """Numbers and combinations argparse cannot check (each a one-line error naming the flag)."""
+    if getattr(args, "episodes", 1) < 1:
+        raise OptionError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.num_envs < 1:
+        raise OptionError(f"--num-envs must be >= 1, got {args.num_envs}")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise OptionError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.level:
+        family, _, name = args.env.partition("/")
+        if family != "tabletop":
+            raise OptionError(f"--level applies to tabletop/<task> envs, not {args.env!r}")
+        if name in LEVELS:
+            raise OptionError(f"--env {args.env} is already a whole level; drop --level {args.level}")
+
+
 def _env_kwargs(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    _check_run_args(args)
     kwargs = dict(dotted["env"])
     if getattr(args, "level", None):
-        if not args.env.startswith("tabletop/"):
-            raise ValueError("--level applies to tabletop/<task> envs")
         kwargs["level"] = args.level
     return kwargs
 
@@ -90,8 +109,6 @@ def _cmd_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> in
     from agent.metrics import format_table, summarize
     from agent.rollout import evaluate
 
-    if args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     entries = resolve_env(args.env, **_env_kwargs(args, dotted))
     policy = _make_policy(args, dotted)
     episodes = evaluate(entries, policy, args.episodes, args.seed, env_id=args.env, num_envs=args.num_envs,
@@ -325,9 +342,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "dotted", False):
             return args.func(args, parse_dotted(extra))
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"uio2 {args.command}: error: {err}", file=sys.stderr)
+    except UserError as err:
+        print(f"uio2 {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
+        # still raised for bad input by code that predates UserError (env constructors, dataset reader)
+        print(f"uio2 {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

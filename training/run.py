@@ -22,6 +22,23 @@ from uio2_core.checkpoints.ours import save_params
 from uio2_core.config import CONFIG_NAMES, get_config
 from uio2_core.model import UIO2Model, build_model
 from uio2_core.vocab import Vocabulary, tiny_vocabulary
+from uio2_errors import OptionError
+
+
+def _check_settings(steps: int, batch_size: int, learning_rate: float, warmup_steps: int,
+                    checkpoint_every: int | None, data: list[str]) -> None:  # fmt: skip
+    """Reject settings that would train nothing or nonsense, before anything is loaded or written."""
+    checks = [
+        (steps >= 1, f"--steps must be >= 1, got {steps}"),
+        (batch_size >= 1, f"--batch-size must be >= 1, got {batch_size}"),
+        (learning_rate > 0, f"--learning-rate must be > 0, got {learning_rate}"),
+        (warmup_steps >= 0, f"--warmup-steps must be >= 0, got {warmup_steps}"),
+        ((checkpoint_every or 1) >= 1, f"--eval-every must be >= 1, not {checkpoint_every}"),
+        (bool(data), "--data names no dataset directory"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise OptionError(message)
 
 
 def train(
@@ -33,6 +50,7 @@ def train(
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py)."""
+    _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data)
     if distributed:
         import jax
 
