@@ -37,29 +37,36 @@ def _cmd_showcase(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_dotted(extra: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """`--env.width=64 --policy.text_len 96` -> {"env": {"width": 64}, "policy": {"text_len": 96}}.
+class _UsageError(Exception):
+    """argparse's complaint (missing flag, bad choice), printed as one line like every other error."""
 
-    Values are read as JSON when they parse (numbers, booleans, lists), else kept as strings."""
-    groups: dict[str, dict[str, Any]] = {"env": {}, "policy": {}}
-    items = list(extra)
-    while items:
-        flag = items.pop(0)
-        if not flag.startswith("--") or "." not in flag:
-            raise ValueError(f"unexpected argument {flag!r} (dotted options look like --env.width=64)")
-        key, eq, value = flag[2:].partition("=")
-        if not eq:
-            if not items:
-                raise ValueError(f"{flag} needs a value")
-            value = items.pop(0)
-        group, _, name = key.partition(".")
-        if group not in groups or not name:
-            raise ValueError(f"unknown option group in {flag!r}; use --env.<name> or --policy.<name>")
-        try:
-            groups[group][name] = json.loads(value)
-        except json.JSONDecodeError:
-            groups[group][name] = value
-    return groups
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the usage and exit; we print one line
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+DOTTED = ("eval", "collect", "rollout", "train", "serve")  # commands that take --env.* / --policy.*
+
+
+def _flag_value(argv: Sequence[str], flag: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _dotted(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The typed `--env.*` / `--policy.*` options of this command (agent/options.py)."""
+    from agent.options import parse_options
+
+    env = getattr(args, "eval_env", None) if args.command == "train" else getattr(args, "env", None)
+    policy = None if args.command == "train" else args.policy
+    prog = f"uio2 {args.command}" + (f" --env {env}" if env else "")
+    env_opts, policy_opts = parse_options(extra, env, policy, prog)
+    return {"env": env_opts, "policy": policy_opts}
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
@@ -92,6 +99,9 @@ def _make_policy(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
     if args.policy.startswith(("remote://", "ws://", "wss://")):
         from agent.server.client import RemotePolicy
 
+        if args.model != "tiny":
+            raise OptionError(f"--model {args.model} is unused by a remote policy (the server has its own)")
+
         return RemotePolicy(args.policy, **dotted["policy"])
     from policies.registry import make_policy
 
@@ -101,7 +111,15 @@ def _make_policy(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
 def _cmd_serve(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
     from agent.server.serve import run_from_args
 
-    return run_from_args(args, dotted["policy"])
+    kwargs = dotted["policy"]
+    if args.policy == "uio2":  # the saved run options, checked; decoding settings as a DecodeConfig
+        from policies.registry import UIO2Options, resolve_options
+
+        options = UIO2Options(**resolve_options(args.model, kwargs))
+        kwargs = {**options.policy_kwargs(), "tokenizer": options.tokenizer}
+    elif kwargs:
+        raise OptionError(f"the {args.policy} policy takes no options, got {', '.join(kwargs)}")
+    return run_from_args(args, kwargs)
 
 
 def _cmd_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
@@ -247,8 +265,8 @@ def _add_run_options(p: argparse.ArgumentParser, episodes: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="uio2", description="Unified-IO 2 as an embodied agent")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="uio2", description="Unified-IO 2 as an embodied agent")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     info = sub.add_parser("info", help="config and parameter counts (from abstract shapes)")
     info.add_argument("--model", required=True, help="tiny | large | xl | xxl")
@@ -330,24 +348,46 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--out", required=True)
     show.add_argument("--seed", type=int, default=0)
     show.set_defaults(func=_cmd_showcase)
+    parser.subcommands = sub.choices  # for one-line errors and per-env --help
     return parser
 
 
+def _print_help(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """`uio2 eval --env tabletop/rotate --help`: the command's flags, then that env's and policy's."""
+    from agent.options import options_help
+
+    command = argv[0]
+    print(parser.subcommands[command].format_help())
+    env = _flag_value(argv, "--eval-env" if command == "train" else "--env")
+    policy = None if command == "train" else (_flag_value(argv, "--policy") or "uio2")
+    if env is None and command != "serve":
+        print("--env.NAME options depend on the env: add it, e.g. `uio2 eval --env pointnav --help`\n")
+    print(options_help(env, policy, f"uio2 {command}" + (f" --env {env}" if env else "")))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "dotted", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if argv and argv[0] in DOTTED and ("-h" in argv or "--help" in argv):
+        return _print_help(parser, argv)
+    command = argv[0] if argv and not argv[0].startswith("-") else "?"
     try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "dotted", False):
+            parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         if getattr(args, "dotted", False):
-            return args.func(args, parse_dotted(extra))
+            return args.func(args, _dotted(args, extra))
         return args.func(args)
+    except _UsageError as err:
+        print(_one_line(err), file=sys.stderr)
+        return 2
     except UserError as err:
-        print(f"uio2 {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"uio2 {command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
         # still raised for bad input by code that predates UserError (env constructors, dataset reader)
-        print(f"uio2 {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"uio2 {command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 
