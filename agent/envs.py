@@ -73,10 +73,6 @@ def resolve_env(env: str, **kwargs: Any) -> list[EnvEntry]:
 
 def oracle_for(env: gym.Env, seed: int | None) -> Callable[[dict, dict], Any] | None:
     """The env's privileged expert as `(obs, info) -> action`, or None if it has none."""
-    base = env.unwrapped
-    if hasattr(base, "make_oracle"):
-        oracle = base.make_oracle(seed)
-        return oracle.act
-    if hasattr(base, "oracle_action"):
-        return lambda obs, info: base.oracle_action()
-    return None
+    from policies.base import env_oracle
+
+    return env_oracle(env, seed)

@@ -24,7 +24,7 @@ from flax import nnx
 
 from agent.benchmarking import bench_config, device_name
 from agent.envs import resolve_env
-from agent.rollout import _task_spec
+from policies.base import TaskSpec
 from policies.uio2_policy import UIO2Policy
 from uio2_core.model import UIO2Model
 from uio2_core.vocab import tiny_vocabulary
@@ -37,7 +37,7 @@ def decision_ms(policy: UIO2Policy, env_name: str, batch: int, repeats: int, **e
     for i, env in enumerate(envs):
         o, info = env.reset(seed=i)
         obs.append(o)
-        specs.append(_task_spec(env_name, env, info, i, with_oracle=False))
+        specs.append(TaskSpec.from_env(env, info, seed=i, env_id=env_name))
     policy.reset_batch(specs)
     policy.act_batch(obs)  # compile
     times = []

@@ -24,11 +24,11 @@ import numpy as np
 
 from agent.benchmarking import device_name
 from agent.envs import resolve_env
-from agent.rollout import _task_spec
 from agent.server.backends import UIO2Backend
 from agent.server.client import RemotePolicy, fetch_json
 from agent.server.metrics import percentiles
 from agent.server.server import ServerConfig, ServerThread
+from policies.base import TaskSpec
 from policies.registry import load_uio2
 from policies.uio2_policy import UIO2Policy
 
@@ -40,7 +40,7 @@ def workloads(env: str, clients: int, **env_kwargs) -> list[tuple]:
     for i in range(clients):
         e = entry.make()
         obs, info = e.reset(seed=i)
-        out.append((_task_spec(env, e, info, i, with_oracle=False), obs))
+        out.append((TaskSpec.from_env(e, info, seed=i, env_id=env), obs))
         e.close()
     return out
 
