@@ -85,6 +85,19 @@ def _check_run_args(args: argparse.Namespace) -> None:
             raise OptionError(f"--env {args.env} is already a whole level; drop --level {args.level}")
 
 
+def _resolve(args: argparse.Namespace, dotted: dict[str, dict[str, Any]], **extra: Any) -> list:
+    """The ENV string's tasks; the first env is built once here, so that a bad env option or a missing
+    simulator is reported before any model is loaded or progress is shown."""
+    from agent.envs import resolve_env
+
+    entries = resolve_env(args.env, **_env_kwargs(args, dotted), **extra)
+    try:
+        entries[0].make().close()
+    except (ValueError, TypeError) as err:  # the env constructor's own check of its arguments
+        raise OptionError(f"--env {args.env}: {err}") from err
+    return entries
+
+
 def _env_kwargs(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> dict[str, Any]:
     _check_run_args(args)
     kwargs = dict(dotted["env"])
@@ -123,11 +136,10 @@ def _cmd_serve(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
 
 
 def _cmd_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
-    from agent.envs import resolve_env
     from agent.metrics import format_table, summarize
     from agent.rollout import evaluate
 
-    entries = resolve_env(args.env, **_env_kwargs(args, dotted))
+    entries = _resolve(args, dotted)
     policy = _make_policy(args, dotted)
     episodes = evaluate(entries, policy, args.episodes, args.seed, env_id=args.env, num_envs=args.num_envs,
                         max_steps=args.max_steps)  # fmt: skip
@@ -174,7 +186,6 @@ def _cmd_collect(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
 
 def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
     """One episode, printed step by step, with a video."""
-    from agent.envs import resolve_env
     from agent.rollout import EpisodeSink, evaluate
     from agent.sinks import VideoSink
 
@@ -186,8 +197,7 @@ def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
                 f"step {self.t:3d}: {text}  reward={reward:.3f}  success={bool(info.get('success', False))}"
             )
 
-    kwargs = {**_env_kwargs(args, dotted), "render_mode": "rgb_array"}
-    entries = resolve_env(args.env, **kwargs)[:1]
+    entries = _resolve(args, dotted, render_mode="rgb_array")[:1]
     policy = _make_policy(args, dotted)
     out = Path(args.out)
     sinks = [Printer, lambda: VideoSink(out, suffix=args.video_format)]
@@ -205,13 +215,14 @@ def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
     from agent.metrics import summarize
     from agent.rollout import evaluate
     from policies.uio2_policy import UIO2Policy
+    from training.run import MAX_FRAMES, TEXT_LEN
     from uio2_core.vocab import Vocabulary, tiny_vocabulary
 
     entries = resolve_env(args.eval_env, **dotted["env"])
     vocab = Vocabulary.load(args.tokenizer) if args.tokenizer else tiny_vocabulary()
 
-    def run(model, step: int) -> dict:
-        policy = UIO2Policy(model, vocab, seed=args.seed)
+    def run(model, step: int) -> dict:  # the policy sees the inputs exactly as training built them
+        policy = UIO2Policy(model, vocab, seed=args.seed, text_len=TEXT_LEN, max_frames=MAX_FRAMES)
         episodes = evaluate(entries, policy, args.eval_episodes, 10_000, env_id=args.eval_env, num_envs=4,
                             show_progress=False)  # fmt: skip
         s = summarize(episodes)
