@@ -21,7 +21,9 @@ def _checkpoint_config(path: Path) -> tuple[UIO2Config, str, dict[str, Any]]:
     from uio2_core.checkpoints.formats import detect_format
 
     if not path.exists():
-        raise MissingFileError(f"--model {path}: no such checkpoint (or a config: {', '.join(CONFIG_NAMES)})")
+        raise MissingFileError(
+            f"unknown model {str(path)!r}: not a config ({', '.join(CONFIG_NAMES)}) nor a checkpoint dir"
+        )
     fmt = detect_format(path)
     if fmt == "ours":
         from policies.registry import run_options
