@@ -1,4 +1,4 @@
-"""The `uio2` command line (the contract in DESIGN.md): one sub-command per job."""
+"""The `uio2` command line (the contract in README.md, "Command line"): one sub-command per job."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
-    run_demo(args.out, seed=args.seed, quick=args.quick)
+    run_demo(args.out, main, seed=args.seed, quick=args.quick)
     return 0
 
 

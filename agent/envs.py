@@ -1,4 +1,4 @@
-"""ENV strings of the command line -> env factories (the contract in DESIGN.md).
+"""ENV strings of the command line -> env factories (README.md, "Command line").
 
     tabletop/<task>      our VIMA-style suite, one task family
     tabletop/L1..L4      a whole evaluation level (every implemented family of it)

@@ -9,14 +9,9 @@ model shared with (a) and (b), every batch size compiled beforehand, so no compi
 JSON: decisions per second, per-call latency percentiles, and the server's batch sizes.
 """
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path and benchmarks/agent.py would shadow `agent`.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
+import sys
 import threading
 import time
 

@@ -152,10 +152,10 @@ def test_today_spellings_parse_to_typed_values():
 
 
 def test_run_dir_options_are_restored_and_info_reads_them(paths, capsys):
-    from policies.registry import make_policy
+    from policies.registry import UIO2Options, resolve_options
 
-    policy = make_policy("uio2", model=paths["run"])
-    assert (policy.text_len, policy.max_frames) == (96, 4)
+    kwargs = UIO2Options(**resolve_options(paths["run"], {"max_frames": 4})).policy_kwargs()
+    assert (kwargs["text_len"], kwargs["max_frames"]) == (96, 4)  # what make_policy gives UIO2Policy
     assert main(["info", "--model", paths["run"], "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["format"] == "ours" and info["trained_with"] == {"text_len": 96, "max_frames": 4}

@@ -9,7 +9,7 @@ Use: `Oracle(env).act()` or `env.unwrapped.oracle_action()`.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -17,15 +17,24 @@ import numpy as np
 from envs.pointnav.actions import MOVE_FORWARD, STOP, TURN_LEFT, TURN_RIGHT
 from envs.pointnav.geometry import wrap_angle
 
-if TYPE_CHECKING:
-    from envs.pointnav.env import PointNavEnv
+
+class NavState(Protocol):
+    """What the oracle reads from the env (PointNavEnv has it; the oracle does not import env.py,
+    which imports the oracle)."""
+
+    nav: Any
+    goal_field: Any
+    agent_position: np.ndarray
+    agent_yaw: float
+    metrics: Any
+    success_distance: float
 
 
 class Oracle:
     """Shortest-path follower for a PointNavEnv (or any wrapper around one)."""
 
     def __init__(self, env: gym.Env, lookahead_cells: int = 120, margin: float = 0.04) -> None:
-        self.env: PointNavEnv = env.unwrapped  # type: ignore[assignment]
+        self.env: NavState = env.unwrapped  # type: ignore[assignment]
         self.lookahead_cells = lookahead_cells
         self.margin = margin
 

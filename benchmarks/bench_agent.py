@@ -1,19 +1,11 @@
 """Decision latency of the UIO2 policy per action (prompting + encode + constrained decode + codec).
 
-    python benchmarks/agent.py --model tiny
-    python benchmarks/agent.py --model large --layers 4
+    python benchmarks/bench_agent.py --model tiny
+    python benchmarks/bench_agent.py --model large --layers 4
 
 Prints JSON: median ms per decision on a PointNav observation and on a tabletop (VIMA) observation,
 for 1 env and for a batch of envs (one model call for all of them).
 """
-
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, and benchmarks/agent.py (envs.py) would
-# shadow the `agent` (`envs`) package: take it off.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 
 import argparse
 import json
