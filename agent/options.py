@@ -220,12 +220,12 @@ def parse_options(
 
 
 def options_help(env: str | None, policy: str | None, prog: str) -> str:
-    """tyro's listing of the env's and the policy's options (for `--help`)."""
+    """tyro's listing of the env's and the policy's options (for `--help`; `policy=None`: none)."""
     import tyro
 
     out = io.StringIO()
     with contextlib.suppress(SystemExit), contextlib.redirect_stdout(out):
-        bundle = _bundle(env_options(env or ""), policy_options(policy or "uio2"))
+        bundle = _bundle(env_options(env or ""), policy_options(policy or ""))
         tyro.cli(tyro.conf.FlagConversionOff[bundle], args=["--help"], prog=prog, use_underscores=True)
     return out.getvalue()
 

@@ -137,6 +137,9 @@ def test_eval_help_lists_the_env_and_policy_options(capsys):
     out = capsys.readouterr().out
     for flag in ("--episodes", "--env.mode", "--env.bonus_steps", "--policy.text_len", "--policy.tokenizer"):
         assert flag in out
+    assert main(["train", "--eval-env", "pointnav", "--help"]) == 0  # train: env options, no policy ones
+    out = capsys.readouterr().out
+    assert "--env.width" in out and "--steps" in out and "--policy." not in out
 
 
 def test_today_spellings_parse_to_typed_values():
