@@ -92,6 +92,9 @@ def test_resume_truncates_the_metrics_to_the_resumed_step(tmp_path):
 
     lines = [json.dumps({"step": s, "loss": 1.0 / s}) for s in range(1, 6)]
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 6, "lo')
+    (tmp_path / "eval.jsonl").write_text(json.dumps({"step": 2, "success_rate": 0.5}) + "\n"
+                                         + json.dumps({"step": 4, "success_rate": 0.5}) + "\n")  # fmt: skip
     Trainer._truncate_metrics(types.SimpleNamespace(out_dir=tmp_path, step_count=3))
     kept = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert kept == [1, 2, 3]
+    assert [json.loads(line)["step"] for line in (tmp_path / "eval.jsonl").read_text().splitlines()] == [2]

@@ -171,20 +171,22 @@ class Trainer:
         )
 
     def _truncate_metrics(self) -> None:
-        """Keep the metrics of steps up to the resumed one: the replayed steps are written again."""
-        path = self.out_dir / "metrics.jsonl" if self.out_dir else None
-        if path is None or not path.exists():
-            return
-        kept = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= self.step_count:
-                    kept.append(line + "\n")
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut by the crash
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(kept))
-        tmp.replace(path)
+        """Keep the metrics (and periodic evaluations) of steps up to the resumed one: the replayed
+        steps are written again, and each step must appear once."""
+        for name in ("metrics.jsonl", "eval.jsonl"):
+            path = self.out_dir / name if self.out_dir else None
+            if path is None or not path.exists():
+                continue
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= self.step_count:
+                        kept.append(line + "\n")
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by the crash
+            tmp = path.with_name(name + ".tmp")
+            tmp.write_text("".join(kept))
+            tmp.replace(path)
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(
