@@ -1,4 +1,4 @@
-"""The `uio2` command line (the contract in DESIGN.md): one sub-command per job."""
+"""The `uio2` command line (the contract in README.md, "Command line"): one sub-command per job."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from uio2_errors import OptionError, UserError
+
+LEVELS = ("L1", "L2", "L3", "L4")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -21,7 +25,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
-    run_demo(args.out, seed=args.seed, quick=args.quick)
+    run_demo(args.out, main, seed=args.seed, quick=args.quick)
     return 0
 
 
@@ -33,36 +37,71 @@ def _cmd_showcase(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_dotted(extra: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """`--env.width=64 --policy.text_len 96` -> {"env": {"width": 64}, "policy": {"text_len": 96}}.
+class _UsageError(Exception):
+    """argparse's complaint (missing flag, bad choice), printed as one line like every other error."""
 
-    Values are read as JSON when they parse (numbers, booleans, lists), else kept as strings."""
-    groups: dict[str, dict[str, Any]] = {"env": {}, "policy": {}}
-    items = list(extra)
-    while items:
-        flag = items.pop(0)
-        if not flag.startswith("--") or "." not in flag:
-            raise ValueError(f"unexpected argument {flag!r} (dotted options look like --env.width=64)")
-        key, eq, value = flag[2:].partition("=")
-        if not eq:
-            if not items:
-                raise ValueError(f"{flag} needs a value")
-            value = items.pop(0)
-        group, _, name = key.partition(".")
-        if group not in groups or not name:
-            raise ValueError(f"unknown option group in {flag!r}; use --env.<name> or --policy.<name>")
-        try:
-            groups[group][name] = json.loads(value)
-        except json.JSONDecodeError:
-            groups[group][name] = value
-    return groups
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the usage and exit; we print one line
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+DOTTED = ("eval", "collect", "rollout", "train", "serve")  # commands that take --env.* / --policy.*
+
+
+def _flag_value(argv: Sequence[str], flag: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _dotted(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The typed `--env.*` / `--policy.*` options of this command (agent/options.py)."""
+    from agent.options import parse_options
+
+    env = getattr(args, "eval_env", None) if args.command == "train" else getattr(args, "env", None)
+    policy = None if args.command == "train" else args.policy
+    prog = f"uio2 {args.command}" + (f" --env {env}" if env else "")
+    env_opts, policy_opts = parse_options(extra, env, policy, prog)
+    return {"env": env_opts, "policy": policy_opts}
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    """Numbers and combinations argparse cannot check (each a one-line error naming the flag)."""
+    if getattr(args, "episodes", 1) < 1:
+        raise OptionError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.num_envs < 1:
+        raise OptionError(f"--num-envs must be >= 1, got {args.num_envs}")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise OptionError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.level:
+        family, _, name = args.env.partition("/")
+        if family != "tabletop":
+            raise OptionError(f"--level applies to tabletop/<task> envs, not {args.env!r}")
+        if name in LEVELS:
+            raise OptionError(f"--env {args.env} is already a whole level; drop --level {args.level}")
+
+
+def _resolve(args: argparse.Namespace, dotted: dict[str, dict[str, Any]], **extra: Any) -> list:
+    """The ENV string's tasks; the first env is built once here, so that a bad env option or a missing
+    simulator is reported before any model is loaded or progress is shown."""
+    from agent.envs import resolve_env
+
+    entries = resolve_env(args.env, **_env_kwargs(args, dotted), **extra)
+    try:
+        entries[0].make().close()
+    except (ValueError, TypeError) as err:  # the env constructor's own check of its arguments
+        raise OptionError(f"--env {args.env}: {err}") from err
+    return entries
 
 
 def _env_kwargs(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    _check_run_args(args)
     kwargs = dict(dotted["env"])
     if getattr(args, "level", None):
-        if not args.env.startswith("tabletop/"):
-            raise ValueError("--level applies to tabletop/<task> envs")
         kwargs["level"] = args.level
     return kwargs
 
@@ -73,6 +112,9 @@ def _make_policy(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
     if args.policy.startswith(("remote://", "ws://", "wss://")):
         from agent.server.client import RemotePolicy
 
+        if args.model != "tiny":
+            raise OptionError(f"--model {args.model} is unused by a remote policy (the server has its own)")
+
         return RemotePolicy(args.policy, **dotted["policy"])
     from policies.registry import make_policy
 
@@ -82,17 +124,22 @@ def _make_policy(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
 def _cmd_serve(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
     from agent.server.serve import run_from_args
 
-    return run_from_args(args, dotted["policy"])
+    kwargs = dotted["policy"]
+    if args.policy == "uio2":  # the saved run options, checked; decoding settings as a DecodeConfig
+        from policies.registry import UIO2Options, resolve_options
+
+        options = UIO2Options(**resolve_options(args.model, kwargs))
+        kwargs = {**options.policy_kwargs(), "tokenizer": options.tokenizer}
+    elif kwargs:
+        raise OptionError(f"the {args.policy} policy takes no options, got {', '.join(kwargs)}")
+    return run_from_args(args, kwargs)
 
 
 def _cmd_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
-    from agent.envs import resolve_env
     from agent.metrics import format_table, summarize
     from agent.rollout import evaluate
 
-    if args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
-    entries = resolve_env(args.env, **_env_kwargs(args, dotted))
+    entries = _resolve(args, dotted)
     policy = _make_policy(args, dotted)
     episodes = evaluate(entries, policy, args.episodes, args.seed, env_id=args.env, num_envs=args.num_envs,
                         max_steps=args.max_steps)  # fmt: skip
@@ -139,7 +186,6 @@ def _cmd_collect(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
 
 def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
     """One episode, printed step by step, with a video."""
-    from agent.envs import resolve_env
     from agent.rollout import EpisodeSink, evaluate
     from agent.sinks import VideoSink
 
@@ -151,8 +197,7 @@ def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
                 f"step {self.t:3d}: {text}  reward={reward:.3f}  success={bool(info.get('success', False))}"
             )
 
-    kwargs = {**_env_kwargs(args, dotted), "render_mode": "rgb_array"}
-    entries = resolve_env(args.env, **kwargs)[:1]
+    entries = _resolve(args, dotted, render_mode="rgb_array")[:1]
     policy = _make_policy(args, dotted)
     out = Path(args.out)
     sinks = [Printer, lambda: VideoSink(out, suffix=args.video_format)]
@@ -170,13 +215,14 @@ def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
     from agent.metrics import summarize
     from agent.rollout import evaluate
     from policies.uio2_policy import UIO2Policy
+    from training.run import MAX_FRAMES, TEXT_LEN
     from uio2_core.vocab import Vocabulary, tiny_vocabulary
 
     entries = resolve_env(args.eval_env, **dotted["env"])
     vocab = Vocabulary.load(args.tokenizer) if args.tokenizer else tiny_vocabulary()
 
-    def run(model, step: int) -> dict:
-        policy = UIO2Policy(model, vocab, seed=args.seed)
+    def run(model, step: int) -> dict:  # the policy sees the inputs exactly as training built them
+        policy = UIO2Policy(model, vocab, seed=args.seed, text_len=TEXT_LEN, max_frames=MAX_FRAMES)
         episodes = evaluate(entries, policy, args.eval_episodes, 10_000, env_id=args.eval_env, num_envs=4,
                             show_progress=False)  # fmt: skip
         s = summarize(episodes)
@@ -230,8 +276,8 @@ def _add_run_options(p: argparse.ArgumentParser, episodes: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="uio2", description="Unified-IO 2 as an embodied agent")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="uio2", description="Unified-IO 2 as an embodied agent")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     info = sub.add_parser("info", help="config and parameter counts (from abstract shapes)")
     info.add_argument("--model", required=True, help="tiny | large | xl | xxl")
@@ -313,21 +359,51 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--out", required=True)
     show.add_argument("--seed", type=int, default=0)
     show.set_defaults(func=_cmd_showcase)
+    parser.subcommands = sub.choices  # for one-line errors and per-env --help
     return parser
 
 
+def _print_help(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """`uio2 eval --env tabletop/rotate --help`: the command's flags, then that env's and policy's."""
+    from agent.options import options_help
+
+    command = argv[0]
+    print(parser.subcommands[command].format_help())
+    env = _flag_value(argv, "--eval-env" if command == "train" else "--env")
+    policy = None if command == "train" else (_flag_value(argv, "--policy") or "uio2")
+    if env is None and command != "serve":
+        print("--env.NAME options depend on the env: add it, e.g. `uio2 eval --env pointnav --help`\n")
+    print(options_help(env, policy, f"uio2 {command}" + (f" --env {env}" if env else "")))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "dotted", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if argv and argv[0] in DOTTED and ("-h" in argv or "--help" in argv):
+        return _print_help(parser, argv)
+    command = argv[0] if argv and not argv[0].startswith("-") else "?"
     try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "dotted", False):
+            parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         if getattr(args, "dotted", False):
-            return args.func(args, parse_dotted(extra))
+            return args.func(args, _dotted(args, extra))
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"uio2 {args.command}: error: {err}", file=sys.stderr)
+    except _UsageError as err:
+        print(_one_line(err), file=sys.stderr)
         return 2
+    except UserError as err:
+        print(f"uio2 {command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
+        # still raised for bad input by code that predates UserError (env constructors, dataset reader)
+        print(f"uio2 {command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

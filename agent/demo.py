@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,17 @@ def _episodes(path: Path, seed: int, scenes: range, per_scene: int) -> Path:
     return path
 
 
-def _cli(*argv: str) -> None:
-    from agent.cli import main
+def run_demo(
+    out_dir: str | Path, uio2: Callable[[list[str]], int], seed: int = 0, quick: bool = False
+) -> dict[str, Any]:
+    """`uio2`: the command line's entry point (`agent.cli.main`, passed in so that this module does
+    not import the command line that imports it)."""
 
-    print("$ uio2 " + " ".join(argv), flush=True)
-    if main(list(argv)) != 0:
-        raise RuntimeError(f"uio2 {argv[0]} failed")
+    def _cli(*argv: str) -> None:
+        print("$ uio2 " + " ".join(argv), flush=True)
+        if uio2(list(argv)) != 0:
+            raise RuntimeError(f"uio2 {argv[0]} failed")
 
-
-def run_demo(out_dir: str | Path, seed: int = 0, quick: bool = False) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

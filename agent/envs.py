@@ -1,4 +1,4 @@
-"""ENV strings of the command line -> env factories (the contract in DESIGN.md).
+"""ENV strings of the command line -> env factories (README.md, "Command line").
 
     tabletop/<task>      our VIMA-style suite, one task family
     tabletop/L1..L4      a whole evaluation level (every implemented family of it)
@@ -73,10 +73,6 @@ def resolve_env(env: str, **kwargs: Any) -> list[EnvEntry]:
 
 def oracle_for(env: gym.Env, seed: int | None) -> Callable[[dict, dict], Any] | None:
     """The env's privileged expert as `(obs, info) -> action`, or None if it has none."""
-    base = env.unwrapped
-    if hasattr(base, "make_oracle"):
-        oracle = base.make_oracle(seed)
-        return oracle.act
-    if hasattr(base, "oracle_action"):
-        return lambda obs, info: base.oracle_action()
-    return None
+    from policies.base import env_oracle
+
+    return env_oracle(env, seed)

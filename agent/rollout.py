@@ -17,9 +17,10 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from agent.envs import EnvEntry, oracle_for
+from agent.envs import EnvEntry
 from policies.base import TaskSpec
 from policies.codecs import vima_noop_action
+from uio2_errors import OptionError
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,6 @@ class EpisodeSink:
     def step(self, obs: Any, action: Any, reward: float, terminated: bool, truncated: bool, info: dict,
              policy_info: dict) -> None: ...  # fmt: skip
     def end(self, result: dict[str, Any]) -> None: ...
-
-
-def _task_spec(env_id: str, env: gym.Env, info: dict, seed: int, with_oracle: bool) -> TaskSpec:
-    return TaskSpec(
-        env_id=env_id, observation_space=env.observation_space, action_space=env.action_space,
-        prompt=str(info.get("prompt", "")), prompt_assets=info.get("prompt_assets", {}) or {}, seed=seed,
-        oracle=oracle_for(env, seed) if with_oracle else None,
-    )  # fmt: skip
 
 
 def _failure_reason(terminated: bool, truncated: bool, info: dict) -> str | None:
@@ -106,7 +99,9 @@ def run_task(
     max_steps: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run `episodes` episodes of one task; returns one result dict per episode, in episode order."""
-    num_envs = max(1, min(num_envs, episodes))
+    if num_envs < 1 or episodes < 1:
+        raise OptionError(f"num_envs and episodes must be >= 1, got {num_envs} and {episodes}")
+    num_envs = min(num_envs, episodes)
     slots = [_Slot(entry.make(), entry.task) for _ in range(num_envs)]
     slot_sinks = [[make() for make in sinks] for _ in slots]
     needs_oracle = getattr(policy, "name", "") == "oracle"
@@ -122,7 +117,7 @@ def run_task(
         s.started = time.perf_counter()
         for sink in slot_sinks[i]:
             sink.start(s.task, s.seed, s.env, s.obs, s.info)
-        return _task_spec(env_id, s.env, s.info, s.seed, needs_oracle)
+        return TaskSpec.from_env(s.env, s.info, seed=s.seed, env_id=env_id, with_oracle=needs_oracle)
 
     try:
         policy.reset_batch([start(i) for i in range(num_envs)])

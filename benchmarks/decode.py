@@ -6,14 +6,6 @@
 Prints one JSON object. Per-token time is the compiled greedy loop's time divided by its tokens.
 """
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, and benchmarks/agent.py (envs.py) would
-# shadow the `agent` (`envs`) package: take it off.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-
 import argparse
 import json
 

@@ -15,14 +15,11 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envs.pointnav.env import PointNavEnv
 from envs.pointnav.episodes import generate_episodes

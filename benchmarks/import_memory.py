@@ -9,19 +9,15 @@ process that samples its own memory. Prints one JSON object. `peak_rss` counts f
 of the memory-mapped input too; `peak_anon` is the memory the import itself allocated.
 """
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path and would shadow the `agent` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 GB = 1024**3
 

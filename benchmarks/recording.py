@@ -15,15 +15,12 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.recording import TrajectoryRecorder
 from training.features import features_for, frame_from

@@ -14,7 +14,6 @@ motions are made tiny so every tick may ask for a decision. Prints JSON (ms: med
 import sys
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros" / "uio2_ros"))
 
 import argparse

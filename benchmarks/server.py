@@ -12,14 +12,9 @@ then start in step) and how many times jax compiled during that run (counted fro
 monitoring events: `agent.server.compiles`), plus decisions per second and the server's batch sizes.
 """
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path and benchmarks/agent.py would shadow `agent`.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
+import sys
 import threading
 import time
 
@@ -27,12 +22,12 @@ import numpy as np
 
 from agent.benchmarking import device_name
 from agent.envs import resolve_env
-from agent.rollout import _task_spec
 from agent.server.backends import UIO2Backend, bucket_size
 from agent.server.client import RemotePolicy, fetch_json
 from agent.server.compiles import compilations
 from agent.server.metrics import percentiles
 from agent.server.server import ServerConfig, ServerThread
+from policies.base import TaskSpec
 from policies.registry import load_uio2
 from policies.uio2_policy import UIO2Policy
 
@@ -44,7 +39,7 @@ def workloads(env: str, clients: int, **env_kwargs) -> list[tuple]:
     for i in range(clients):
         e = entry.make()
         obs, info = e.reset(seed=i)
-        out.append((_task_spec(env, e, info, i, with_oracle=False), obs))
+        out.append((TaskSpec.from_env(e, info, seed=i, env_id=env), obs))
         e.close()
     return out
 

@@ -10,11 +10,7 @@ FLOP/s and that as a fraction of a dense-matmul peak measured in the same run on
 
 import os
 import sys
-from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, and benchmarks/agent.py (envs.py) would
-# shadow the `agent` (`envs`) package: take it off.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 if "--devices" in sys.argv:  # must be set before jax starts
     _n = sys.argv[sys.argv.index("--devices") + 1]
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={_n}"

@@ -19,6 +19,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.pointnav.actions import STOP, parse_action
+from uio2_errors import MissingDependencyError
 
 OBS_KEYS = ("rgb", "depth", "pointgoal_with_gps_compass")
 DEFAULT_CONFIG = "benchmark/nav/pointnav/pointnav_habitat_test.yaml"
@@ -31,10 +32,10 @@ def import_habitat() -> Any:
     try:
         import habitat
     except ImportError as e:
-        raise ImportError(
-            "envs.habitat needs habitat-lab and habitat-sim, which have no Linux pip wheel: install them "
-            "with conda (`conda install habitat-sim withbullet headless -c conda-forge -c aihabitat`, "
-            "then `pip install habitat-lab`); see docs/habitat.md"
+        raise MissingDependencyError(
+            "habitat/<config> envs need habitat-lab and habitat-sim, which have no Linux pip wheel: in a "
+            "Python 3.11 conda env, `conda install habitat-sim withbullet headless -c conda-forge "
+            "-c aihabitat-nightly`, then `pip install habitat-lab` (see docs/habitat.md)"
         ) from e
     return habitat
 

@@ -30,6 +30,33 @@ class TaskSpec:
     oracle: Callable[[dict, dict], Any] | None = None  # privileged: (obs, info) -> action
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_env(
+        cls, env: gym.Env, info: dict[str, Any] | None = None, *, seed: int | None = None,
+        env_id: str | None = None, with_oracle: bool = False,
+    ) -> TaskSpec:  # fmt: skip
+        """The task of the episode `env.reset()` just started (`info`: what reset returned, which
+        holds the prompt and its assets for tabletop / VIMA envs). `with_oracle` adds the env's
+        privileged expert, for the oracle policy only."""
+        info = info or {}
+        if env_id is None:
+            env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        return cls(
+            env_id=env_id, observation_space=env.observation_space, action_space=env.action_space,
+            prompt=str(info.get("prompt", "")), prompt_assets=info.get("prompt_assets", {}) or {}, seed=seed,
+            oracle=env_oracle(env, seed) if with_oracle else None,
+        )  # fmt: skip
+
+
+def env_oracle(env: gym.Env, seed: int | None) -> Callable[[dict, dict], Any] | None:
+    """The env's privileged expert as `(obs, info) -> action`, or None if it has none."""
+    base = env.unwrapped
+    if hasattr(base, "make_oracle"):
+        return base.make_oracle(seed).act
+    if hasattr(base, "oracle_action"):
+        return lambda obs, info: base.oracle_action()
+    return None
+
 
 @runtime_checkable
 class Policy(Protocol):
@@ -38,6 +65,11 @@ class Policy(Protocol):
     def reset(self, task: TaskSpec) -> None: ...
 
     def act(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> Any: ...
+
+
+def select_action(policy: Any, obs: dict[str, Any], info: dict[str, Any] | None = None) -> Any:
+    """LeRobot's name for one step (`policy.select_action(obs)`): the same as `policy.act`."""
+    return policy.act(obs, info)
 
 
 class BatchedPolicy:

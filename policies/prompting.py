@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -46,6 +47,10 @@ class Example:
     history: list[np.ndarray] = field(default_factory=list)
     audio: np.ndarray | None = None
     audio_history: list[np.ndarray] = field(default_factory=list)
+    # the text without its `skip` oldest history steps, and how many there are: when the text is
+    # longer than the model's text length, the oldest steps go first (the instruction always stays)
+    shorten: Callable[[int], str] | None = None
+    steps: int = 0
 
 
 def chw_to_hwc(image: np.ndarray) -> np.ndarray:
@@ -84,23 +89,48 @@ def vima_prompt_images(
     return text, images
 
 
+def vima_text(prompt_text: str, n_prompt: int, actions: list[str], template: int = 0, skip: int = 0) -> str:
+    """The VIMA prompt with the past steps' actions; `skip` leaves out the oldest `skip` steps
+    (their frames keep their slots and token numbers)."""
+    t = templates()
+    past = ""
+    if actions[skip:]:
+        frames = [
+            t["history_step"].format(frame=f"<image_history_{n_prompt + i + 1}>", action=a)
+            for i, a in enumerate(actions) if i >= skip
+        ]  # fmt: skip
+        past = t["vima_history"].format(frames="; ".join(frames))
+    return PREFIXES["text"] + t["vima"][template].format(prompt=prompt_text, history=past)
+
+
 def vima_example(
     prompt_text: str, obs: dict[str, Any], history: EpisodeHistory, template: int = 0, view: str = "front"
 ) -> Example:
-    t = templates()
-    n_prompt = len(history.prompt_images)
-    past = ""
-    if history.frames:
-        frames = [
-            t["history_step"].format(frame=f"<image_history_{n_prompt + i + 1}>", action=a)
-            for i, a in enumerate(history.actions)
-        ]
-        past = t["vima_history"].format(frames="; ".join(frames))
-    text = PREFIXES["text"] + t["vima"][template].format(prompt=prompt_text, history=past)
-    return Example(text=text, image=chw_to_hwc(obs["rgb"][view]), history=history.history_images())
+    n_prompt, actions = len(history.prompt_images), list(history.actions) if history.frames else []
+    return Example(
+        text=vima_text(prompt_text, n_prompt, actions, template), image=chw_to_hwc(obs["rgb"][view]),
+        history=history.history_images(),
+        shorten=lambda skip: vima_text(prompt_text, n_prompt, actions, template, skip), steps=len(actions),
+    )  # fmt: skip
 
 
 # ---- PointNav -------------------------------------------------------------------------------------
+
+
+def pointnav_text(rho: float, phi: float, action_space: str, actions: list[str], template: int = 0,
+                  skip: int = 0) -> str:  # fmt: skip
+    """The PointNav prompt with the past steps' actions; `skip` leaves out the oldest `skip` steps."""
+    t = templates()
+    past = ""
+    if actions[skip:]:
+        steps = [
+            t["history_step"].format(frame=image_history_token_text(i + 1), action=a)
+            for i, a in enumerate(actions) if i >= skip
+        ]  # fmt: skip
+        past = t["pointnav_history"].format(steps=", ".join(steps))
+    return PREFIXES["text"] + t["pointnav"][template].format(
+        rho=f"{rho:.2f}", phi=f"{math.degrees(phi):.0f}", action_space=action_space, history=past
+    )
 
 
 def pointnav_example(
@@ -110,24 +140,16 @@ def pointnav_example(
     template: int = 0,
     audio_window: list | None = None,
 ) -> Example:
-    t = templates()
     rho, phi = (float(v) for v in np.asarray(obs["pointgoal_with_gps_compass"]).reshape(-1)[:2])
-    past = ""
-    if history.frames:
-        steps = [
-            t["history_step"].format(frame=image_history_token_text(i + 1), action=a)
-            for i, a in enumerate(history.actions)
-        ]
-        past = t["pointnav_history"].format(steps=", ".join(steps))
-    text = PREFIXES["text"] + t["pointnav"][template].format(
-        rho=f"{rho:.2f}", phi=f"{math.degrees(phi):.0f}", action_space=action_space, history=past
-    )
+    actions = list(history.actions) if history.frames else []
     audio = None
     if "audio" in obs:
         audio = np.concatenate([*(audio_window or []), mono(obs["audio"])])[-SEGMENT_SAMPLES:]
     return Example(
-        text=text, image=chw_to_hwc(obs["rgb"]), history=list(history.frames), audio=audio,
-        audio_history=list(history.audio),
+        text=pointnav_text(rho, phi, action_space, actions, template), image=chw_to_hwc(obs["rgb"]),
+        history=list(history.frames), audio=audio, audio_history=list(history.audio),
+        shorten=lambda skip: pointnav_text(rho, phi, action_space, actions, template, skip),
+        steps=len(actions),
     )  # fmt: skip
 
 
@@ -159,8 +181,17 @@ class InputBuilder:
             raise ValueError(f"text_len must be in 2..{limit}, got {self.text_len}")
         self.max_frames = self.max_frames or self.cfg.image_history.max_frames
 
-    def tokens(self, text: str) -> np.ndarray:
+    def tokens(self, text: str, shorten: Callable[[int], str] | None = None, steps: int = 0) -> np.ndarray:
+        """Ids + EOS padded to `text_len`. Too long: the oldest history steps are left out first
+        (`shorten`), so the instruction and the newest steps stay; only an instruction that alone is
+        too long loses its end (with a warning)."""
         ids = self.vocab.encode(text)
+        skip = 0
+        while len(ids) > self.text_len - 1 and shorten is not None and skip < steps:
+            skip += 1
+            ids = self.vocab.encode(shorten(skip))
+        if skip:
+            log.info("prompt over text_len %d: its %d oldest history steps left out", self.text_len, skip)
         if len(ids) > self.text_len - 1:
             log.warning("prompt of %d tokens truncated to %d", len(ids) + 1, self.text_len)
             ids = ids[: self.text_len - 1]
@@ -182,7 +213,7 @@ class InputBuilder:
             pad_to_max=True,
         )  # fmt: skip
         out = {
-            "text": self.tokens(ex.text),
+            "text": self.tokens(ex.text, ex.shorten, ex.steps),
             "image": image.image,
             "image_mask": image.mask.reshape(-1),
             "image_history": hist.images,

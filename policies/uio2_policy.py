@@ -19,15 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from policies.base import TaskSpec
-from policies.codecs import DiscreteActionCodec, VimaActionCodec
+from policies.codecs import DiscreteActionCodec, VimaActionCodec, vima_noop_action
 from policies.history import EpisodeHistory
 from policies.prompting import (
     InputBuilder,
     chw_to_hwc,
     mono,
     pointnav_example,
+    pointnav_text,
     vima_example,
     vima_prompt_images,
+    vima_text,
 )
 from uio2_core.constraints import TokenDFA
 from uio2_core.decoding import DecodeConfig, generate
@@ -64,7 +66,7 @@ class UIO2Policy:
         vocab: Vocabulary,
         *,
         decode: DecodeConfig | None = None,
-        text_len: int = 128,
+        text_len: int | None = None,  # None: sized from each batch's tasks (sized_text_len)
         max_frames: int = 4,  # history slots: the released default (num_frames 4); training uses the same
         template: int = 0,
         view: str = "front",
@@ -90,6 +92,8 @@ class UIO2Policy:
     def act(self, obs: dict[str, Any], info: dict | None = None) -> Any:
         return self.act_batch([obs], [info or {}])[0]
 
+    select_action = act  # LeRobot's name for the same step
+
     @property
     def last_info(self) -> dict[str, Any]:
         return self.last_infos[0] if self.last_infos else {}
@@ -103,10 +107,24 @@ class UIO2Policy:
         families = {r.family for r in self.rows}
         if len(families) > 1:
             raise ValueError(f"one batch must hold one task family, got {sorted(families)}")
+        text_len = self.text_len or max(self._sized_text_len(r) for r in self.rows)
         self.builder = InputBuilder(
-            self.model.cfg, self.vocab, self.text_len, self.max_frames,
+            self.model.cfg, self.vocab, text_len, self.max_frames,
             with_audio="audio" in getattr(tasks[0].observation_space, "spaces", {}),
         )  # fmt: skip
+
+    def _sized_text_len(self, row: _Row) -> int:
+        """Tokens for this task's prompt with every history slot filled by the longest action the
+        codec writes, rounded up to a multiple of 32 (few distinct shapes, so few compilations)."""
+        past = row.history.past_slots
+        if row.family == "vima":
+            action = row.codec.to_text(row.codec.encode(vima_noop_action())).split(": ", 1)[-1]
+            text = vima_text(row.prompt_text, len(row.history.prompt_images), [action] * past, self.template)
+        else:
+            action = max(row.codec.words, key=lambda a: len(self.vocab.encode(a)))
+            text = pointnav_text(99.99, -3.14, row.codec.action_space_text(), [action] * past, self.template)
+        limit = self.model.cfg.transformer.encoder_max_text_length
+        return min(limit, 32 * -(-(len(self.vocab.encode(text)) + 1) // 32))
 
     def reset_row(self, row: int, task: TaskSpec) -> None:
         self.rows[row] = self._new_row(task)

@@ -8,9 +8,10 @@ import pytest
 
 from agent.cli import main
 from agent.envs import resolve_env
-from agent.rollout import evaluate
+from agent.rollout import EpisodeSink, evaluate
 from envs.pointnav.env import PointNavEnv
 from policies.baselines import OraclePolicy, RandomPolicy
+from policies.codecs import POINTNAV_ACTION_WORDS, VimaActionCodec
 from policies.uio2_policy import UIO2Policy
 
 SMALL = dict(width=32, height=32, max_episode_steps=60)
@@ -70,12 +71,29 @@ def tiny_policy():
 )
 def test_tiny_uio2_policy_runs_whole_episodes_with_valid_actions(tiny_policy, env, kwargs):
     entries = [type(e)(e.task, lambda e=e: _SpaceChecker(e.make())) for e in resolve_env(env, **kwargs)]
-    results = evaluate(entries, tiny_policy, 2, 0, env_id=env, num_envs=2, show_progress=False)
+    steps: list[tuple] = []
+
+    class Record(EpisodeSink):
+        def step(self, obs, action, reward, terminated, truncated, info, policy_info) -> None:
+            steps.append((action, policy_info["decoded_text"]))
+
+    run = dict(env_id=env, num_envs=2, show_progress=False, sinks=[Record])
+    results = evaluate(entries, tiny_policy, 2, 0, **run)
     assert len(results) == 2
     for r in results:
-        assert r["steps"] >= 1 and r["fallbacks"] == 0 and r["failure_reason"] in (None, "step_limit",
+        assert r["steps"] >= 1 and r["failure_reason"] in (None, "step_limit",
                "stopped_short", "task_failure", "terminated")  # fmt: skip
-    assert tiny_policy.last_info["decoded_text"]
+    assert len(steps) == sum(r["steps"] for r in results)
+    vocab = tiny_policy.vocab
+    for action, text in steps:  # the env received exactly the action the decoded sentence says
+        if isinstance(action, dict):
+            step = int(text.split(":", 1)[0]) - 1
+            decoded = VimaActionCodec(vocab).decode(vocab.encode(text), step)
+            assert decoded.ok, text
+            for key in ("pose0_position", "pose1_position"):
+                np.testing.assert_allclose(action[key], decoded.action[key], atol=1e-6)
+        else:
+            assert POINTNAV_ACTION_WORDS[int(action)] == text
 
 
 def test_eval_command_writes_the_documented_results(tmp_path):

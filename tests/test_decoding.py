@@ -74,9 +74,9 @@ def test_greedy_log_prob_matches_teacher_forced_scoring(tiny_model, tiny_batch):
     out = generate(tiny_model, tiny_batch, "text", DecodeConfig(max_new_tokens=5, stop_at_eos=False))
     scores = score_options(tiny_model, tiny_batch, out.tokens[:, None, :])
     # score_options averages over non-padding tokens; greedy sums over all generated tokens
-    n = np.maximum((np.asarray(out.tokens) != 0).sum(-1), 1)
-    if np.all(np.asarray(out.tokens) != 0):
-        np.testing.assert_allclose(np.asarray(scores)[:, 0] * n, out.log_prob, rtol=1e-4)
+    assert np.all(np.asarray(out.tokens) != 0)  # (a PAD would be skipped by the scorer's average)
+    n = np.asarray(out.tokens).shape[-1]
+    np.testing.assert_allclose(np.asarray(scores)[:, 0] * n, out.log_prob, rtol=1e-4)
     assert np.all(np.asarray(out.length) == 5)
 
 

@@ -8,37 +8,79 @@ state, for resuming) and `model.json` + `params/` (the final parameters, uio2_co
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from policies.registry import RUN_TOKENIZER, run_options
 from training.data import ExampleBuilder, TrainingData
 from training.denoising_sources import denoising_sources
 from training.mixture import MixtureData
 from training.optimizer import OptimizerConfig
 from training.trainer import TrainConfig, Trainer
-from uio2_core.checkpoints.ours import save_params
+from uio2_core.checkpoints.ours import is_ours, save_params
 from uio2_core.config import CONFIG_NAMES, get_config
 from uio2_core.model import UIO2Model, build_model
 from uio2_core.vocab import Vocabulary, tiny_vocabulary
+from uio2_errors import MissingFileError, OptionError
+
+TEXT_LEN, MAX_FRAMES = 128, 4  # the example shapes of `uio2 train` (saved in RUN_DIR/model.json)
+
+
+def _check_settings(steps: int, batch_size: int, learning_rate: float, warmup_steps: int,
+                    checkpoint_every: int | None, data: list[str]) -> None:  # fmt: skip
+    """Reject settings that would train nothing or nonsense, before anything is loaded or written."""
+    checks = [
+        (steps >= 1, f"--steps must be >= 1, got {steps}"),
+        (batch_size >= 1, f"--batch-size must be >= 1, got {batch_size}"),
+        (learning_rate > 0, f"--learning-rate must be > 0, got {learning_rate}"),
+        (warmup_steps >= 0, f"--warmup-steps must be >= 0, got {warmup_steps}"),
+        ((checkpoint_every or 1) >= 1, f"--eval-every must be >= 1, not {checkpoint_every}"),
+        (bool(data), "--data names no dataset directory"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise OptionError(message)
+    for d in data:
+        if not Path(d).is_dir():
+            raise MissingFileError(f"--data {d}: no such dataset directory (make one with `uio2 collect`)")
+
+
+def _vocabulary(model: str, tokenizer: str | None) -> Vocabulary:
+    """The given tokenizer, else the tiny one for our configs and runs; official weights without
+    `--tokenizer` are an error (the tiny one does not match them)."""
+    if model not in CONFIG_NAMES and not Path(model).exists():
+        raise MissingFileError(f"--model {model}: no such checkpoint (configs: {', '.join(CONFIG_NAMES)})")
+    if tokenizer is None:
+        if model not in CONFIG_NAMES and not is_ours(model):
+            raise OptionError(f"{model} holds official weights: give LLaMA's tokenizer (--tokenizer PATH)")
+        return tiny_vocabulary()
+    if not Path(tokenizer).is_file():
+        raise MissingFileError(f"--tokenizer {tokenizer}: no such file")
+    return Vocabulary.load(tokenizer)
 
 
 def train(
     data: list[str], model: str, steps: int, out: str | Path, *, batch_size: int = 8, seed: int = 0,
-    learning_rate: float = 1e-2, warmup_steps: int = 50, text_len: int = 128, max_frames: int = 4,
-    mesh: tuple[int, int, int] = (-1, 1, 1), progress: bool = True, distributed: bool = False,
+    learning_rate: float = 1e-2, warmup_steps: int = 50, text_len: int = TEXT_LEN,
+    max_frames: int = MAX_FRAMES, mesh: tuple[int, int, int] = (-1, 1, 1), progress: bool = True,
+    distributed: bool = False,
     tokenizer: str | None = None, evaluate: Callable[[UIO2Model, int], dict] | None = None,
     checkpoint_every: int | None = None, denoise: dict[str, float] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py)."""
+    _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data)
     if distributed:
         import jax
 
         # multi-host: every host runs this same command; coordinates come from the cluster's env
         # (JAX_COORDINATOR_ADDRESS / process ids, or TPU/SLURM auto-detection)
         jax.distributed.initialize()
+    tokenizer = tokenizer or run_options(model).get("tokenizer")
+    vocab = _vocabulary(model, tokenizer)  # before any weights are read
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     denoise = dict(denoise or {})
@@ -54,7 +96,6 @@ def train(
         embedder = getattr(net.target_embedders, m)
         vqgans[m], embedder.vqgan = embedder.vqgan, None
     cfg = net.cfg
-    vocab = tiny_vocabulary() if tokenizer is None else Vocabulary.load(tokenizer)
     builder = ExampleBuilder(cfg, vocab, text_len=text_len, max_frames=max_frames)
     dataset = TrainingData(data, builder, batch_size, seed=seed)
     batch_at = dataset.batch_at
@@ -81,7 +122,12 @@ def train(
                 f.write(json.dumps(result) + "\n")
 
     history = trainer.fit(batch_at, progress=progress, on_checkpoint=on_checkpoint)
-    save_params(trainer.merged_model(), out, {"text_len": text_len, "max_frames": max_frames})
+    # every option that shapes the inputs, so that `--model RUN_DIR` restores them (policies/registry.py)
+    saved = {"text_len": text_len, "max_frames": max_frames, "view": builder.view,
+             "template": builder.template}  # fmt: skip
+    if tokenizer is not None and Path(tokenizer).resolve() != (out / RUN_TOKENIZER).resolve():
+        shutil.copyfile(tokenizer, out / RUN_TOKENIZER)
+    save_params(trainer.merged_model(), out, saved)
     last = history[-1] if history else {}
     return {"steps": trainer.step_count, "final_loss": last.get("loss"), "dataset_steps": dataset.num_steps,
             "run_dir": str(out)}  # fmt: skip

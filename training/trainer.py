@@ -143,12 +143,50 @@ class Trainer:
         self.manager.wait_until_finished()
 
     def restore_latest(self) -> bool:
-        """Load the newest complete checkpoint, if any (incomplete ones are never listed by orbax)."""
-        if self.manager is None or self.manager.latest_step() is None:
+        """Load the newest intact checkpoint, if any. Incomplete ones are never listed by orbax; a
+        listed one that fails to read (truncated or corrupt files) is moved to `damaged_checkpoints/`
+        with a warning naming it, and the next older one is tried."""
+        if self.manager is None:
             return False
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, self.state)
-        self.state = self.manager.restore(self.manager.latest_step(), args=ocp.args.StandardRestore(abstract))
-        return True
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                self.state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                return True
+            except Exception as err:  # orbax / tensorstore raise bare Exceptions for damaged data
+                self._set_aside(step, err)
+        return False
+
+    def _set_aside(self, step: int, err: Exception) -> None:
+        """Move a damaged checkpoint out of orbax's listing (its step will be saved again)."""
+        assert self.out_dir is not None and self.manager is not None
+        bad = self.out_dir / "checkpoints" / str(step)
+        aside = self.out_dir / "damaged_checkpoints" / f"{step}-{time.strftime('%Y%m%dT%H%M%S')}"
+        aside.parent.mkdir(exist_ok=True)
+        bad.rename(aside)
+        self.manager.reload()
+        log.warning(
+            "checkpoint %s is damaged (%s); moved to %s, resuming from an older one",
+            bad, str(err).split(". See full", 1)[0][:200], aside,
+        )
+
+    def _truncate_metrics(self) -> None:
+        """Keep the metrics (and periodic evaluations) of steps up to the resumed one: the replayed
+        steps are written again, and each step must appear once."""
+        for name in ("metrics.jsonl", "eval.jsonl"):
+            path = self.out_dir / name if self.out_dir else None
+            if path is None or not path.exists():
+                continue
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= self.step_count:
+                        kept.append(line + "\n")
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by the crash
+            tmp = path.with_name(name + ".tmp")
+            tmp.write_text("".join(kept))
+            tmp.replace(path)
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(
@@ -165,6 +203,7 @@ class Trainer:
 
         if resume and self.restore_latest():
             log.info("resumed from step %d", self.step_count)
+        self._truncate_metrics()
         history = []
         metrics_file = (self.out_dir / "metrics.jsonl").open("a") if self.out_dir else None
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -19,8 +19,17 @@ import numpy as np
 from envs.pointnav.actions import MOVE_FORWARD, STOP, TURN_LEFT, TURN_RIGHT
 from envs.pointnav.geometry import wrap_angle
 
-if TYPE_CHECKING:
-    from envs.pointnav.env import PointNavEnv
+
+class NavState(Protocol):
+    """What the oracle reads from the env (PointNavEnv has it; the oracle does not import env.py,
+    which imports the oracle)."""
+
+    nav: Any
+    goal_field: Any
+    agent_position: np.ndarray
+    agent_yaw: float
+    metrics: Any
+    success_distance: float
 
 
 class Oracle:
@@ -29,7 +38,7 @@ class Oracle:
     def __init__(
         self, env: gym.Env, margin: float = 0.05, spacing: float = 0.1, horizon: int = 40, reach: float = 0.3
     ) -> None:
-        self.env: PointNavEnv = env.unwrapped  # type: ignore[assignment]
+        self.env: NavState = env.unwrapped  # type: ignore[assignment]
         self.margin = margin  # how far path corners are eased into free space
         self.spacing = spacing  # sample spacing along the path when looking for the farthest visible point
         self.horizon = horizon  # samples looked at (4 m ahead at the default spacing)

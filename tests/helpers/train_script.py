@@ -18,23 +18,12 @@ os.environ["XLA_FLAGS"] = (
 )
 os.environ["JAX_PLATFORMS"] = "cpu"
 
-import numpy as np  # noqa: E402
+from train_batches import batch_at  # noqa: E402
 
 from training.optimizer import OptimizerConfig  # noqa: E402
 from training.trainer import TrainConfig, Trainer  # noqa: E402
 from uio2_core.config import get_config  # noqa: E402
 from uio2_core.model import build_model  # noqa: E402
-
-
-def batch_at(position: int) -> dict:
-    rng = np.random.default_rng(position)
-    targets = np.concatenate([rng.integers(32000, 33000, (4, 5)), np.ones((4, 1)), np.zeros((4, 2))], 1)
-    return {
-        "text": rng.integers(3, 1000, (4, 10)).astype(np.int32),
-        "image": rng.normal(size=(4, 64, 64, 3)).astype(np.float32),
-        "targets/text": targets.astype(np.int32),
-    }
-
 
 cfg = TrainConfig(steps=steps, checkpoint_every=1, mesh=(-1, 1, 1) if devices == 1 else (2, 2, 1),
                   optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=3))  # fmt: skip

@@ -19,6 +19,7 @@ from flax import nnx
 from uio2_core.checkpoints.official_config import config_from_dict, config_to_dict
 from uio2_core.config import UIO2Config
 from uio2_core.model import UIO2Model, abstract_model
+from uio2_errors import DamagedFileError
 
 META_FILE = "model.json"
 PARAMS_DIR = "params"
@@ -34,7 +35,11 @@ def is_ours(path: str | Path) -> bool:
 def read_config(path: str | Path) -> UIO2Config:
     from uio2_core.config import get_config
 
-    meta = json.loads((Path(path) / META_FILE).read_text())
+    meta_file = Path(path) / META_FILE
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as err:
+        raise DamagedFileError(f"{meta_file} is damaged (not valid JSON: {err})") from err
     if "uio2_config" in meta:
         return config_from_dict(meta["uio2_config"])
     return get_config(meta["config"])
@@ -60,7 +65,13 @@ def _restore(directory: Path, target: Any, *, partial: bool) -> Any:
         args = ocp.args.PyTreeRestore(
             item=target, restore_args=_restore_args(target), partial_restore=partial
         )
-        return ckpt.restore(directory.absolute(), args=args)
+        try:
+            return ckpt.restore(directory.absolute(), args=args)
+        except Exception as err:  # orbax / tensorstore raise bare Exceptions for truncated or corrupt data
+            what = str(err).split(". See full", 1)[0]
+            raise DamagedFileError(
+                f"{directory} is damaged (truncated or corrupt checkpoint: {what}); save or copy it again"
+            ) from err
 
 
 def save_params(model: UIO2Model, path: str | Path, meta: dict[str, Any] | None = None) -> None:

@@ -1,19 +1,11 @@
 """Decision latency of the UIO2 policy per action (prompting + encode + constrained decode + codec).
 
-    python benchmarks/agent.py --model tiny
-    python benchmarks/agent.py --model large --layers 4
+    python benchmarks/bench_agent.py --model tiny
+    python benchmarks/bench_agent.py --model large --layers 4
 
 Prints JSON: median ms per decision on a PointNav observation and on a tabletop (VIMA) observation,
 for 1 env and for a batch of envs (one model call for all of them).
 """
-
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, and benchmarks/agent.py (envs.py) would
-# shadow the `agent` (`envs`) package: take it off.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 
 import argparse
 import json
@@ -24,7 +16,7 @@ from flax import nnx
 
 from agent.benchmarking import bench_config, device_name
 from agent.envs import resolve_env
-from agent.rollout import _task_spec
+from policies.base import TaskSpec
 from policies.uio2_policy import UIO2Policy
 from uio2_core.model import UIO2Model
 from uio2_core.vocab import tiny_vocabulary
@@ -37,7 +29,7 @@ def decision_ms(policy: UIO2Policy, env_name: str, batch: int, repeats: int, **e
     for i, env in enumerate(envs):
         o, info = env.reset(seed=i)
         obs.append(o)
-        specs.append(_task_spec(env_name, env, info, i, with_oracle=False))
+        specs.append(TaskSpec.from_env(env, info, seed=i, env_id=env_name))
     policy.reset_batch(specs)
     policy.act_batch(obs)  # compile
     times = []

@@ -1,6 +1,6 @@
 """Environment speed and oracle/random success for both families, as one JSON object.
 
-    python benchmarks/envs.py [--episodes N]
+    python benchmarks/bench_envs.py [--episodes N]
 
 Runs benchmarks/envs_tabletop.py (reset/step medians per task in kinematic and arm modes, oracle
 and random success, AsyncVectorEnv steps/s) and benchmarks/envs_pointnav.py (oracle success/SPL,
