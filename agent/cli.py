@@ -61,8 +61,8 @@ def parse_dotted(extra: Sequence[str]) -> dict[str, dict[str, Any]]:
 def _env_kwargs(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> dict[str, Any]:
     kwargs = dict(dotted["env"])
     if getattr(args, "level", None):
-        if not args.env.startswith("tabletop/"):
-            raise ValueError("--level applies to tabletop/<task> envs")
+        if not args.env.startswith(("tabletop/", "vima/")):
+            raise ValueError("--level applies to tabletop/<task> and vima/<task> envs")
         kwargs["level"] = args.level
     return kwargs
 
