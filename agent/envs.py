@@ -27,6 +27,7 @@ class EnvEntry:
 
     task: str
     make: Callable[[], gym.Env]
+    level: str | None = None  # the evaluation level (L1..L4) it belongs to, when one was asked for
 
 
 def register_all() -> None:
@@ -52,12 +53,12 @@ def resolve_env(env: str, **kwargs: Any) -> list[EnvEntry]:
             from envs.tabletop.levels import implemented_level_tasks
 
             return [
-                EnvEntry(task, lambda task=task: make_tabletop(task, level=name, **kwargs))
+                EnvEntry(task, lambda task=task: make_tabletop(task, level=name, **kwargs), name)
                 for task in implemented_level_tasks(name)
             ]
         if name not in TASK_NAMES:
             raise ValueError(f"unknown tabletop task {name!r}; available: {', '.join(TASK_NAMES)} or L1..L4")
-        return [EnvEntry(name, lambda: make_tabletop(name, **kwargs))]
+        return [EnvEntry(name, lambda: make_tabletop(name, **kwargs), kwargs.get("level"))]
     if family == "vima" and name:
         from envs.vima_bench import VIMA_TASKS, level_tasks, make_vima
 
@@ -66,7 +67,7 @@ def resolve_env(env: str, **kwargs: Any) -> list[EnvEntry]:
             if level not in (None, name):
                 raise ValueError(f"--level {level} contradicts the env {env!r}")
             return [
-                EnvEntry(task, lambda task=task: make_vima(task, partition=name, **kwargs))
+                EnvEntry(task, lambda task=task: make_vima(task, partition=name, **kwargs), name)
                 for task in level_tasks(name)
             ]
         if name not in VIMA_TASKS:
@@ -74,7 +75,7 @@ def resolve_env(env: str, **kwargs: Any) -> list[EnvEntry]:
             raise ValueError(f"unknown VIMA-Bench task {name!r}; available: {tasks} or L1..L4")
         if level is not None:
             kwargs.setdefault("partition", level)
-        return [EnvEntry(name, lambda: make_vima(name, **kwargs))]
+        return [EnvEntry(name, lambda: make_vima(name, **kwargs), level)]
     if family == "habitat" and name:
         from envs.habitat import HabitatPointNavEnv
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from agent.envs import resolve_env
+from agent.metrics import summarize
 from agent.rollout import evaluate
 from envs.tabletop import make_tabletop
 from envs.vima_bench import (
@@ -185,7 +186,12 @@ def test_process_env_reports_worker_errors(standin):
 
 
 def test_levels_come_from_the_benchmark_partitions(standin):
-    assert [e.task for e in resolve_env("vima/L4")] == ["follow_motion", "same_texture"]
+    entries = resolve_env("vima/L4")
+    assert [e.task for e in entries] == ["follow_motion", "same_texture"]
+    episodes = evaluate(entries, make_policy("oracle"), 2, 0, env_id="vima/L4", show_progress=False)
+    summary = summarize(episodes)
+    assert set(summary["per_task"]) == {"follow_motion", "same_texture"} and summary["success_rate"] == 1.0
+    assert summary["per_level"]["L4"]["episodes"] == 4 and summary["per_level"]["L4"]["tasks"] == 2
     assert [e.task for e in resolve_env("vima/L3")] == ["rearrange"]
     with pytest.raises(ValueError, match="unknown VIMA-Bench task"):
         resolve_env("vima/L5")
