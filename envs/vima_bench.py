@@ -4,9 +4,11 @@ tabletop suite, so one policy runs on both unchanged.
 ``vima_bench`` is imported lazily (it needs Python <= 3.12, old gym and torch; see docs/vima_bench.md). The
 spaces come from ``envs.tabletop.spaces`` and are declared without it. What the adapter adds, following the
 benchmark's own eval scripts: ``env.seed(s)`` before every reset, reset retries with the seed bumped by one
-(up to 10, as VIMA's demo does), float32 casting and clipping of actions, ``skip_oracle=True`` for agents, a
-step limit of ``oracle_max_steps + 2`` (truncation), ``reward = success``, and a private ``TMPDIR`` per env
-(the benchmark leaves URDF files there on every reset) removed on ``close()``.
+(up to 10, as VIMA's demo does), float32 casting and clipping of actions, ``skip_oracle=True`` for agents
+and ``False`` while its own oracle drives (as its oracle scripts), a step limit of ``oracle_max_steps + 2``
+(truncation), ``reward = success``, info made plain data like ours (``_plain``), and a private ``TMPDIR`` per
+env (the benchmark leaves URDF files there on every reset) removed on ``close()``. pybullet's state is per
+process, so one env per process: ``make_vima`` puts further envs in worker processes (``VimaProcessEnv``).
 """
 
 from __future__ import annotations
