@@ -79,8 +79,8 @@ def _check_run_args(args: argparse.Namespace) -> None:
         raise OptionError(f"--max-steps must be >= 1, got {args.max_steps}")
     if args.level:
         family, _, name = args.env.partition("/")
-        if family != "tabletop":
-            raise OptionError(f"--level applies to tabletop/<task> envs, not {args.env!r}")
+        if family not in ("tabletop", "vima"):
+            raise OptionError(f"--level applies to tabletop/<task> and vima/<task> envs, not {args.env!r}")
         if name in LEVELS:
             raise OptionError(f"--env {args.env} is already a whole level; drop --level {args.level}")
 

@@ -4,6 +4,7 @@
     tabletop/L1..L4      a whole evaluation level (every implemented family of it)
     pointnav             our PointNav;  pointnav-audio: the audio-goal variant
     vima/<task>          the real VIMA-Bench through the adapter (needs vima_bench)
+    vima/L1..L4          a whole VIMA-Bench evaluation partition (its own task list)
     habitat/<config>     habitat-lab PointNav through the adapter (needs habitat)
 
 Every env also exists under Gymnasium ids (`uio2/...`), registered by `register_all()`.
@@ -26,6 +27,7 @@ class EnvEntry:
 
     task: str
     make: Callable[[], gym.Env]
+    level: str | None = None  # the evaluation level (L1..L4) it belongs to, when one was asked for
 
 
 def register_all() -> None:
@@ -51,16 +53,29 @@ def resolve_env(env: str, **kwargs: Any) -> list[EnvEntry]:
             from envs.tabletop.levels import implemented_level_tasks
 
             return [
-                EnvEntry(task, lambda task=task: make_tabletop(task, level=name, **kwargs))
+                EnvEntry(task, lambda task=task: make_tabletop(task, level=name, **kwargs), name)
                 for task in implemented_level_tasks(name)
             ]
         if name not in TASK_NAMES:
             raise ValueError(f"unknown tabletop task {name!r}; available: {', '.join(TASK_NAMES)} or L1..L4")
-        return [EnvEntry(name, lambda: make_tabletop(name, **kwargs))]
+        return [EnvEntry(name, lambda: make_tabletop(name, **kwargs), kwargs.get("level"))]
     if family == "vima" and name:
-        from envs.vima_bench import VimaBenchEnv
+        from envs.vima_bench import VIMA_TASKS, level_tasks, make_vima
 
-        return [EnvEntry(name, lambda: VimaBenchEnv(task=name, **kwargs))]
+        level = kwargs.pop("level", None)  # --level: the benchmark's partition for its task kwargs
+        if name in LEVELS:
+            if level not in (None, name):
+                raise ValueError(f"--level {level} contradicts the env {env!r}")
+            return [
+                EnvEntry(task, lambda task=task: make_vima(task, partition=name, **kwargs), name)
+                for task in level_tasks(name)
+            ]
+        if name not in VIMA_TASKS:
+            tasks = ", ".join(VIMA_TASKS)
+            raise ValueError(f"unknown VIMA-Bench task {name!r}; available: {tasks} or L1..L4")
+        if level is not None:
+            kwargs.setdefault("partition", level)
+        return [EnvEntry(name, lambda: make_vima(name, **kwargs), level)]
     if family == "habitat" and name:
         from envs.habitat import HabitatPointNavEnv
 

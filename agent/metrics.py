@@ -47,6 +47,19 @@ def summarize(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
         summary["task_mean_success_rate"] = sum(
             r["success_rate"] for r in summary["per_task"].values()
         ) / len(by_task)
+    by_level: dict[str, list] = defaultdict(list)
+    for e in episodes:
+        if e.get("level"):
+            by_level[e["level"]].append(e)
+    if by_level:  # a level's score is the mean of its tasks' rates, as the suite's
+        summary["per_level"] = {}
+        for level, es in sorted(by_level.items()):
+            tasks: dict[str, list] = defaultdict(list)
+            for e in es:
+                tasks[e["task"]].append(e)
+            rates = [_rates(t)["success_rate"] for t in tasks.values()]
+            summary["per_level"][level] = {**_rates(es), "tasks": len(tasks),
+                                           "task_mean_success_rate": sum(rates) / len(rates)}  # fmt: skip
     failures: dict[str, int] = defaultdict(int)
     for e in episodes:
         if not e["success"]:

@@ -38,6 +38,7 @@ def noop_action(space: gym.Space) -> Any:
 class _Slot:
     env: gym.Env
     task: str
+    level: str | None = None
     episode: int = -1
     seed: int = 0
     obs: Any = None
@@ -79,6 +80,8 @@ def _result(slot: _Slot, terminated: bool, truncated: bool, info: dict) -> dict[
         "fallbacks": slot.fallbacks, "policy_none_actions": slot.none_actions,
         "wall_s": time.perf_counter() - slot.started,
     }  # fmt: skip
+    if slot.level is not None:
+        out["level"] = slot.level
     for key in ("spl", "soft_spl", "distance_to_goal", "collisions", "episode_id", "scene_id"):
         if key in info:
             value = info[key]
@@ -102,7 +105,7 @@ def run_task(
     if num_envs < 1 or episodes < 1:
         raise OptionError(f"num_envs and episodes must be >= 1, got {num_envs} and {episodes}")
     num_envs = min(num_envs, episodes)
-    slots = [_Slot(entry.make(), entry.task) for _ in range(num_envs)]
+    slots = [_Slot(entry.make(), entry.task, entry.level) for _ in range(num_envs)]
     slot_sinks = [[make() for make in sinks] for _ in slots]
     needs_oracle = getattr(policy, "name", "") == "oracle"
     next_episode, results = 0, []

@@ -16,8 +16,10 @@ from envs.tabletop.spaces import POSITION_HIGH, POSITION_LOW
 from envs.tabletop.textures import TEXTURES, texture_file
 
 SIM_HZ = 240
-TABLE_COLOR = (0.22, 0.22, 0.24, 1.0)
-PLANE_COLOR = (0.86, 0.86, 0.84, 1.0)
+# rendered under our light as VIMA-Bench's scenes measure (docs/tabletop.md): table (47, 47, 47), background
+# (239, 239, 239)
+TABLE_COLOR = (0.2, 0.2, 0.2, 1.0)
+PLANE_COLOR = (1.0, 1.0, 1.0, 1.0)
 RAY_MASK = 1  # rays (suction "descend", support heights) see collision group 1; robot parts use group 2
 DENSITY_MASS = 0.1  # kg per dragged object; base objects are static like the benchmark's "fixed" category
 
