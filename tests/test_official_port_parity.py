@@ -92,15 +92,13 @@ def test_config_is_the_ports(model):
 def _forward(model, batch, target_image, target_audio, text_targets, steps: int):
     """Every stage the port recorded, in one jitted function (eager JAX takes ~60 s here)."""
     emb, out = model.input_embedders, {}
-    out["image_vit"] = emb.image.vit(patchify(batch["image"], 16), (6, 6), batch["image_mask"])
-    out["audio_vit"] = emb.audio.vit(patchify(batch["audio"], 16), (16, 8), batch["audio_mask"])
-    for name, grid, vit in (
-        ("image_history", (4, 4), emb.image.vit),
-        ("audio_history", (16, 8), emb.audio.vit),
-    ):
+    out["image_vit"] = emb.image.vit(patchify(batch["image"], 16), emb.image.grid(), batch["image_mask"])
+    out["audio_vit"] = emb.audio.vit(patchify(batch["audio"], 16), emb.audio.grid(), batch["audio_mask"])
+    for name, vit in (("image_history", emb.image.vit), ("audio_history", emb.audio.vit)):
         frames = batch[name]
         b, t = frames.shape[:2]
         mask = batch[f"{name}_mask"].reshape(b * t, -1)
+        grid = getattr(emb, name).grid()
         feats, _ = vit(patchify(frames.reshape(b * t, *frames.shape[2:]), 16), grid, mask)
         hist = getattr(emb, name)
         out[f"{name}_latents"] = hist.resampler(hist.pre_projection(feats), mask)
