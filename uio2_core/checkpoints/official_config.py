@@ -241,6 +241,13 @@ def _perceiver_from(fields: dict[str, Any], default: PerceiverConfig) -> Perceiv
     )
 
 
+# Image VQ-GAN fields with the same name and meaning in the port's VQGANConfig and ours.
+_VQGAN_FIELDS = (
+    "ch", "ch_mult", "num_res_blocks", "attn_resolutions", "z_channels", "n_embed", "embed_dim", "resolution",
+    "in_channels", "out_ch",
+)  # fmt: skip
+
+
 def config_from_official(data: dict[str, Any], name: str = "custom") -> UIO2Config:
     """Our config for an official `config.json` (every field the port writes; its defaults otherwise).
 
@@ -283,25 +290,7 @@ def config_from_official(data: dict[str, Any], name: str = "custom") -> UIO2Conf
     image_vit = vit(ivf, ivb, num_pos=ivf.get("num_pos", ivb.num_pos))
     audio_vit = vit(_block(data, "audio_vit_cfg"), avb)  # the port's AST table is always 514 rows
     ivq, iv = _block(data, "image_vqgan"), base.image_vqgan
-    image_vqgan = dataclasses.replace(
-        iv,
-        **{
-            k: _tuples(ivq[k])
-            for k in (
-                "ch",
-                "ch_mult",
-                "num_res_blocks",
-                "attn_resolutions",
-                "z_channels",
-                "n_embed",
-                "embed_dim",
-                "resolution",
-                "in_channels",
-                "out_ch",
-            )
-            if k in ivq
-        },
-    )
+    image_vqgan = dataclasses.replace(iv, **{k: _tuples(ivq[k]) for k in _VQGAN_FIELDS if k in ivq})
     avq, av = _block(data, "audio_vqgan"), base.audio_vqgan
     audio_vqgan = dataclasses.replace(
         av,
