@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from uio2_core.checkpoints import hf
 from uio2_core.checkpoints.convert import convert
-from uio2_core.checkpoints.official_config import official_dict
 from uio2_core.checkpoints.safetensors_io import save_safetensors
 from uio2_core.checkpoints.schema import CheckpointError
 from uio2_core.checkpoints.synthetic import random_state_dict
@@ -29,7 +26,7 @@ def _hf_dir(path, state_dict, fmt="safetensors"):
         from uio2_core.checkpoints.torch_io import save_bin
 
         save_bin(state_dict, path / hf.BIN_FILE)
-    (path / hf.CONFIG_FILE).write_text(json.dumps(official_dict(get_config("tiny"))))
+    hf.write_config(get_config("tiny"), path)
     return path
 
 

@@ -79,6 +79,15 @@ class PerceiverConfig:
     scaled_cosine: bool = False
     max_frames: int = 8
     norm_eps: float = 1e-6
+    # MLP activation: "tanh" GELU is what the original JAX code used (t5x/examples/unified_io/layers.py
+    # MlpBlock resolves mlp_activations=('gelu',) with getattr(flax.linen, ...), whose gelu defaults to
+    # approximate=True) and so what the released weights were trained with; "erf" is the exact GELU of
+    # the official PyTorch port (nn.GELU()), selectable to reproduce its outputs exactly.
+    gelu: str = "tanh"
+
+    def __post_init__(self):
+        if self.gelu not in ("tanh", "erf"):
+            raise ValueError(f"PerceiverConfig.gelu must be 'tanh' or 'erf', got {self.gelu!r}")
 
 
 @dataclass(frozen=True)

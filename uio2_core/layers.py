@@ -69,17 +69,29 @@ class GatedMLP(nnx.Module):
 
 
 class GeluMLP(nnx.Module):
-    """wi -> GELU -> wo, no biases (perceiver resampler). Tanh GELU as in the original JAX code."""
+    """wi -> GELU -> wo, no biases (perceiver resampler).
+
+    `approximate=True` is tanh GELU, as the original JAX code (flax `nn.gelu` default) that trained the
+    released weights; False is the exact erf GELU of the official PyTorch port.
+    """
 
     def __init__(
-        self, d_model: int, mlp_dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32
+        self,
+        d_model: int,
+        mlp_dim: int,
+        *,
+        rngs: nnx.Rngs,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+        approximate: bool = True,
     ):
+        self.approximate = approximate
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, kernel_init=MLP_KERNEL_INIT)
         self.wi = dense(d_model, mlp_dim, **kw)
         self.wo = dense(mlp_dim, d_model, **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.wo(jax.nn.gelu(self.wi(x), approximate=True))
+        return self.wo(jax.nn.gelu(self.wi(x), approximate=self.approximate))
 
 
 def mask_to_bias(mask: jax.Array | None) -> jax.Array | None:

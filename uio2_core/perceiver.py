@@ -30,7 +30,7 @@ class PerceiverLayer(nnx.Module):
             dtype=dtype,
         )
         self.pre_mlp_norm = RMSNorm(cfg.width, cfg.norm_eps)
-        self.mlp = GeluMLP(cfg.width, cfg.mlp_dim, rngs=rngs, dtype=dtype)
+        self.mlp = GeluMLP(cfg.width, cfg.mlp_dim, rngs=rngs, dtype=dtype, approximate=cfg.gelu == "tanh")
 
     def __call__(self, latents: jax.Array, context: jax.Array, bias: jax.Array | None) -> jax.Array:
         q = self.xattention.project_q(self.pre_xattention_norm(latents), None)

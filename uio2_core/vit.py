@@ -88,8 +88,9 @@ class VisionTransformer(nnx.Module):
         if cfg.num_prefix_tokens == 1:
             self.class_embedding = nnx.Param(init(rngs.params(), (cfg.width,)))
         else:
-            self.cls_token = nnx.Param(init(rngs.params(), (1, 1, cfg.width)))
-            self.dist_token = nnx.Param(init(rngs.params(), (1, 1, cfg.width)))
+            # (width,) as in the official port's AST (`cls_token`, `dist_token`), like `class_embedding`.
+            self.cls_token = nnx.Param(init(rngs.params(), (cfg.width,)))
+            self.dist_token = nnx.Param(init(rngs.params(), (cfg.width,)))
         self.positional_embedding = nnx.Param(init(rngs.params(), (cfg.num_pos, cfg.width)))
         self.pre_ln = nnx.LayerNorm(cfg.width, epsilon=cfg.norm_eps, rngs=rngs) if cfg.pre_ln else None
         self.transformer = ViTTransformer(cfg, rngs=rngs)
@@ -98,7 +99,7 @@ class VisionTransformer(nnx.Module):
         if self.cfg.num_prefix_tokens == 1:
             tok = self.class_embedding[...][None, None]
         else:
-            tok = jnp.concatenate([self.cls_token[...], self.dist_token[...]], axis=1)
+            tok = jnp.stack([self.cls_token[...], self.dist_token[...]])[None]
         return jnp.broadcast_to(tok, (batch, self.cfg.num_prefix_tokens, self.cfg.width))
 
     def patch_positions(self, grid: tuple[int, int]) -> jax.Array:

@@ -16,7 +16,12 @@ import ml_dtypes
 import numpy as np
 
 from uio2_core.checkpoints.materialize import load_from_source, official_tensors
-from uio2_core.checkpoints.official_config import config_from_official, official_dict
+from uio2_core.checkpoints.official_config import (
+    config_from_dict,
+    config_from_official,
+    config_to_dict,
+    official_dict,
+)
 from uio2_core.checkpoints.schema import CheckpointError
 from uio2_core.checkpoints.tensor_source import TensorSource
 from uio2_core.config import UIO2Config
@@ -25,6 +30,9 @@ from uio2_core.model import UIO2Model
 CONFIG_FILE = "config.json"
 BIN_FILE = "pytorch_model.bin"
 SAFETENSORS_FILE = "model.safetensors"
+# Our exact config beside the official one (the port reads only config.json, so it must hold nothing
+# else): what config.json cannot say, e.g. the perceiver GELU, dtypes, the config name.
+OURS_FILE = "uio2_embodied.json"
 # Parts the -bfloat16 releases keep in float32 (reference 1.3): the frozen ViT/AST and the VQ-GANs.
 _FP32_PARTS = (".vision_transformer.", ".vqgan.")
 
@@ -35,7 +43,13 @@ def is_hf_dir(path: str | Path) -> bool:
 
 
 def read_config(path: str | Path) -> UIO2Config:
-    """Our config for an HF directory's `config.json`."""
+    """Our config for an HF directory: our sidecar when we wrote it, else from `config.json`."""
+    ours = Path(path) / OURS_FILE
+    if ours.is_file():
+        try:
+            return config_from_dict(json.loads(ours.read_text())["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{ours}: cannot build a UIO2 config ({e})") from e
     file = Path(path) / CONFIG_FILE
     try:
         data = json.loads(file.read_text())
@@ -110,4 +124,11 @@ def export_hf(
         save_safetensors(tensors, out / SAFETENSORS_FILE, {"format": "pt"})
     else:
         raise ValueError(f"unknown weights format {fmt!r}; expected 'bin' or 'safetensors'")
-    (out / CONFIG_FILE).write_text(json.dumps(official_dict(model.cfg), indent=2))
+    write_config(model.cfg, out)
+
+
+def write_config(cfg: UIO2Config, path: str | Path) -> None:
+    """`config.json` with exactly the port's keys, and our exact config in the sidecar."""
+    out = Path(path)
+    (out / CONFIG_FILE).write_text(json.dumps(official_dict(cfg), indent=2))
+    (out / OURS_FILE).write_text(json.dumps({"config": config_to_dict(cfg)}, indent=2))

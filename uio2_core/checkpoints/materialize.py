@@ -30,9 +30,12 @@ from uio2_core.config import UIO2Config
 from uio2_core.model import UIO2Model, abstract_model
 
 
-def validate(source: TensorSource, cfg: UIO2Config, *, with_vqgan: bool) -> list[KeySpec]:
-    """Check `source` against the full schema; return the specs of what the pruned model needs."""
-    known = by_official_key(build_schema(cfg, with_vqgan=True))
+def validate(
+    source: TensorSource, cfg: UIO2Config, *, with_vqgan: bool, full: list[KeySpec] | None = None
+) -> list[KeySpec]:
+    """Check `source` against the full schema (`full`, when the caller has it); return the specs of
+    what the pruned model needs."""
+    known = by_official_key(full if full is not None else build_schema(cfg, with_vqgan=True))
     # Pruned: VQ-GAN keys may be present (checked, never read) or absent (a set_modalities file).
     needed = [s for s in known.values() if with_vqgan or not s.is_vqgan]
     found = source.shapes()
@@ -48,9 +51,9 @@ def load_from_source(
     """A real model for `cfg` with every parameter taken from `source` (see the module docstring)."""
     from tqdm import tqdm
 
-    validate(source, cfg, with_vqgan=with_vqgan)
-    model = abstract_model(cfg, with_vqgan=with_vqgan)
+    model = abstract_model(cfg, with_vqgan=with_vqgan)  # shapes only: nothing read or allocated yet
     specs = schema_from_model(model)
+    validate(source, cfg, with_vqgan=with_vqgan, full=specs if with_vqgan else None)
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     filled = []
     for spec in tqdm(specs, desc="import", unit="tensor", disable=not progress):

@@ -67,8 +67,8 @@ def _vit(prefix: str, v: ViTConfig) -> Shapes:
     if v.num_prefix_tokens == 1:
         out[f"{p}.class_embedding"] = (w,)
     else:
-        out[f"{p}.cls_token"] = (1, 1, w)
-        out[f"{p}.dist_token"] = (1, 1, w)
+        out[f"{p}.cls_token"] = (w,)
+        out[f"{p}.dist_token"] = (w,)
     out[f"{p}.positional_embedding"] = (v.num_pos, w)
     if v.pre_ln:
         out |= {f"{p}.pre_ln.weight": (w,), f"{p}.pre_ln.bias": (w,)}
