@@ -1,6 +1,7 @@
 """Host-side decode speed-ups keep results identical: the cached model split, the grammar table
 built once per step kind, jump-forward decoding over forced grammar runs."""
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -30,3 +31,44 @@ def test_split_is_cached_and_sees_in_place_parameter_updates(tiny_cfg, tiny_batc
     finally:
         decoding.HOST_CACHING = True
     assert not np.array_equal(flipped, first)
+
+
+def test_vima_grammar_is_built_once_per_step_and_stays_on_the_device():
+    from policies.codecs import VimaActionCodec
+    from uio2_core.vocab import tiny_vocabulary
+
+    codec = VimaActionCodec(tiny_vocabulary())
+    g0 = codec.grammar(0)
+    assert codec.grammar(0) is g0 and codec.grammar_builds == 1
+    assert isinstance(g0.transitions, jax.Array)
+    assert codec.grammar(3) is not g0 and codec.grammar_builds == 2
+    # the decode length covers the longest sentence and its EOS
+    assert codec.grammar_length(0) == len(codec.encode(codec.fallback(), 0)) + 1
+
+
+def test_policy_builds_each_step_grammar_once_across_acts_and_episodes(tiny_model):
+    from agent.envs import resolve_env
+    from agent.rollout import _task_spec
+    from policies.uio2_policy import UIO2Policy
+    from uio2_core.vocab import tiny_vocabulary
+
+    policy = UIO2Policy(tiny_model, tiny_vocabulary(), max_frames=2, text_len=64)
+    entry = resolve_env("tabletop/visual_manipulation")[0]
+    envs = [entry.make() for _ in range(2)]
+    texts = []
+    for _episode in range(2):
+        obs, specs = [], []
+        for i, env in enumerate(envs):
+            o, info = env.reset(seed=i)
+            obs.append(o)
+            specs.append(_task_spec("tabletop/visual_manipulation", env, info, i, with_oracle=False))
+        policy.reset_batch(specs)
+        texts.append([])
+        for _step in range(2):
+            policy.act_batch(obs)
+            texts[-1].append([policy.row_info(r)["decoded_text"] for r in range(2)])
+    for env in envs:
+        env.close()
+    assert policy.codecs["vima"].grammar_builds == 2  # steps 0 and 1, not once per act or per row
+    assert texts[0] == texts[1]  # the cached tables decode the same as the freshly built ones
+    assert texts[0][0][0].startswith("1: ") and texts[0][1][0].startswith("2: ")
