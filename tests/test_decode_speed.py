@@ -3,9 +3,11 @@ built once per step kind, jump-forward decoding over forced grammar runs."""
 
 import jax
 import numpy as np
+import pytest
 from flax import nnx
 
 from uio2_core import decoding
+from uio2_core.constraints import TokenDFA
 from uio2_core.decoding import DecodeConfig, generate, split_model
 
 
@@ -72,3 +74,51 @@ def test_policy_builds_each_step_grammar_once_across_acts_and_episodes(tiny_mode
     assert policy.codecs["vima"].grammar_builds == 2  # steps 0 and 1, not once per act or per row
     assert texts[0] == texts[1]  # the cached tables decode the same as the freshly built ones
     assert texts[0][0][0].startswith("1: ") and texts[0][1][0].startswith("2: ")
+
+
+def _free_positions(dfa: TokenDFA, row_start: int, tokens) -> set[int]:
+    """Positions of a row's decoded tokens that the grammar did not force (more than one allowed),
+    and its EOS (the call that ends the row)."""
+    table, state, free = np.asarray(dfa.transitions), row_start, set()
+    for pos, t in enumerate(np.asarray(tokens).tolist()):
+        if ((table[state] >= 0) & (np.arange(table.shape[1]) != 0)).sum() > 1:
+            free.add(pos)
+        state = table[state, t]
+        if t == 1:
+            free.add(pos)
+            break
+    return free
+
+
+@pytest.mark.parametrize("kind", ["vima", "vima-mixed-steps", "free"])
+def test_jump_forward_gives_token_by_token_results_with_fewer_calls(tiny_model, tiny_batch, kind):
+    from policies.codecs import VimaActionCodec
+    from uio2_core.vocab import tiny_vocabulary
+
+    codec = VimaActionCodec(tiny_vocabulary())
+    # rows at different step numbers; "11" has more tokens than "1": forced runs out of step
+    steps = (0, 11) if kind == "vima-mixed-steps" else (0, 5)
+    if kind == "free":
+        dfa = TokenDFA.from_allowed(range(1, 33280), 33280)  # never forced: plain free decoding
+        starts, n = [0, 0], 3
+    else:
+        dfa = TokenDFA.stack([codec.grammar(s) for s in steps])
+        starts = np.asarray(dfa.row_starts)
+        n = 40  # longer than the sentence: decoding must stop at EOS, not run on
+    slow, fast = (
+        generate(tiny_model, tiny_batch, "text", DecodeConfig(n, jump_forward=j), constraint=dfa)
+        for j in (0, 8)
+    )
+    np.testing.assert_array_equal(np.asarray(fast.tokens), np.asarray(slow.tokens))
+    np.testing.assert_array_equal(np.asarray(fast.length), np.asarray(slow.length))
+    np.testing.assert_allclose(np.asarray(fast.log_prob), np.asarray(slow.log_prob), rtol=1e-4)
+    rows = np.asarray(fast.tokens)
+    free = set().union(*(_free_positions(dfa, s, row) for s, row in zip(starts, rows, strict=True)))
+    if kind == "free":
+        assert int(fast.calls) == int(slow.calls) == n
+        return
+    assert all(codec.decode(row, s).ok for row, s in zip(rows, steps, strict=True))
+    # one call per free position or EOS (any row's); token by token: one call per token
+    assert int(fast.calls) <= len(free) < int(slow.calls) == max(np.asarray(slow.length))
+    if kind == "vima":
+        assert len(free) == 8  # the verb, six location tokens, EOS: the issue's "free tokens + 1"
