@@ -1,20 +1,81 @@
-"""Decode speed: prefill (encode + cross-attention keys/values) and cached per-token decoding.
+"""Decode speed: prefill (encode + cross-attention keys/values), cached per-token decoding, the
+memory-bandwidth floor per token, and one VIMA action before/after the host-side fixes.
 
     python benchmarks/decode.py --model tiny
     python benchmarks/decode.py --model large --layers 4 --new-tokens 20
 
 Prints one JSON object. Per-token time is the compiled greedy loop's time divided by its tokens.
+The floor is the bytes one decode step must read (decoder weights, the tied text embedding, the
+cross-attention keys/values) over the read bandwidth a probe measures in the same run. "vima_action"
+times one action under the VIMA grammar: "before" = a split per call, one call per token for the
+old decode length (grammar states + 1, run to the end); "after" = cached split, jump-forward,
+stop at EOS.
 """
 
 import argparse
 import json
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from agent.benchmarking import bench_config, device_name, median_seconds, synthetic_batch
+from policies.codecs import VimaActionCodec
+from uio2_core import decoding
+from uio2_core.constraints import TokenDFA
+from uio2_core.decoding import DecodeConfig, generate
 from uio2_core.model import UIO2Model
+from uio2_core.vocab import tiny_vocabulary
+
+
+def _nbytes(tree) -> int:
+    return int(sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(tree)))
+
+
+def read_bandwidth_gbs(nbytes: int, repeats: int) -> float:
+    """Measured read bandwidth: a compiled sum over an array of `nbytes` (at least 256 MiB, so
+    that it is not served from cache)."""
+    x = jnp.ones((max(nbytes, 256 << 20) // 4,), jnp.float32)
+    f = jax.jit(jnp.sum)
+    jax.block_until_ready(f(x))
+    return x.nbytes / median_seconds(lambda: f(x), repeats) / 1e9
+
+
+def vima_action(model, batch, repeats: int) -> dict:
+    """One VIMA action's decode (prefill included), before and after, side by side."""
+    codec = VimaActionCodec(tiny_vocabulary())
+    b = next(iter(batch.values())).shape[0]
+    dfa = codec.grammar(0) if b == 1 else TokenDFA.stack([codec.grammar(0)] * b)
+    old_len = int((np.asarray(codec.grammar(0).transitions) >= 0).any(axis=1).sum()) + 1
+    variants = {
+        "before": (False, DecodeConfig(old_len, jump_forward=0, stop_at_eos=False)),
+        "after": (True, DecodeConfig(codec.grammar_length(0))),
+    }
+    out, runs = {}, {}
+    for name, (caching, cfg) in variants.items():
+        decoding.HOST_CACHING = caching
+        runs[name] = lambda cfg=cfg: generate(model, batch, "text", cfg, constraint=dfa)
+        res = jax.block_until_ready(runs[name]())  # compile
+        start = time.perf_counter()
+        for _ in range(repeats):
+            decoding.split_model(model)
+        split_ms = 1000 * (time.perf_counter() - start) / repeats
+        out[name] = {"model_calls": int(res.calls), "split_ms": split_ms,
+                     "text": codec.to_text(np.asarray(res.tokens)[0]), "times": []}  # fmt: skip
+    for _ in range(repeats):  # interleaved, so that a shared machine's load hits both alike
+        for name, (caching, _cfg) in variants.items():
+            decoding.HOST_CACHING = caching
+            start = time.perf_counter()
+            jax.block_until_ready(runs[name]())
+            out[name]["times"].append(time.perf_counter() - start)
+    for name in variants:
+        out[name]["s_per_action"] = float(np.median(out[name].pop("times")))
+    decoding.HOST_CACHING = True
+    out["same_tokens"] = out["before"]["text"] == out["after"]["text"]
+    out["speedup"] = out["before"]["s_per_action"] / out["after"]["s_per_action"]
+    return out
 
 
 def main() -> None:
@@ -69,6 +130,14 @@ def main() -> None:
     decode_s = median_seconds(lambda: decode(state, enc, cache), args.repeats)
     recompute_s = median_seconds(lambda: decode_recompute(state, enc, cache), args.repeats)
     params = sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
+    step_bytes = (
+        _nbytes(nnx.state(model.decoder, nnx.Param))
+        + _nbytes(model.token_embedder("text").embedding[...])
+        + _nbytes([(c["cross_k"], c["cross_v"]) for c in cache])
+    )
+    gbs = read_bandwidth_gbs(step_bytes, args.repeats)
+    floor_ms = 1000 * step_bytes / (gbs * 1e9)
+    vima = vima_action(model, batch, args.repeats)
     print(json.dumps({
         "benchmark": "decode", "model": cfg.name, "dtype": cfg.dtype, "device": device_name(),
         "params_without_vqgan": int(params), "batch": args.batch, "inputs": args.inputs,
@@ -77,6 +146,9 @@ def main() -> None:
         "tokens_per_s": args.batch * n / decode_s,
         "ms_per_token_recomputing_cross_kv": 1000 * recompute_s / n,
         "speedup_from_cached_cross_kv": recompute_s / decode_s,
+        "bytes_read_per_token": step_bytes, "read_bandwidth_gb_s": gbs, "floor_ms_per_token": floor_ms,
+        "ms_per_token_over_floor": 1000 * decode_s / n / floor_ms,
+        "vima_action": vima,
     }, indent=2))  # fmt: skip
 
 

@@ -19,7 +19,7 @@ PointNav (Habitat's discrete actions written as text): "stop", "move forward", "
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -62,6 +62,7 @@ class ActionCodec(Protocol):
     def encode(self, action: Any, step: int = 0) -> list[int]: ...
     def decode(self, tokens: np.ndarray | list[int], step: int = 0) -> Decoded: ...
     def grammar(self, step: int = 0) -> TokenDFA: ...
+    def grammar_length(self, step: int = 0) -> int: ...
     def fallback(self) -> Any: ...
 
 
@@ -107,6 +108,9 @@ class VimaActionCodec:
     vocab: Vocabulary
     num_states: int = 48  # fixed grammar size: one compiled decoder for every step number
     max_steps: int = 99
+    # built grammars (device tables) and their longest sentence + EOS, per step number
+    _grammars: dict[int, tuple[TokenDFA, int]] = field(default_factory=dict, repr=False, compare=False)
+    grammar_builds: int = field(default=0, repr=False, compare=False)
 
     _TEMPLATES: ClassVar[dict[str, str]] = {
         "pick": "{k}: pick from ( {L} {L} {L} ) and place to ( {L} {L} {L} )",
@@ -141,10 +145,23 @@ class VimaActionCodec:
 
     # -- tokens -> action (policy) --
     def grammar(self, step: int = 0) -> TokenDFA:
-        alts = []
-        for verb in ("pick", "push"):
-            alts.append([LOCATION_IDS if is_location_token(t) else t for t in self._template_ids(verb, step)])
-        return TokenDFA.from_sequences(alts, TEXT_VOCAB_SIZE, num_states=self.num_states)
+        """The step's automaton: built once per step number and kept on the device."""
+        return self._grammar(step)[0]
+
+    def grammar_length(self, step: int = 0) -> int:
+        """Decode steps the grammar needs: its longest sentence plus EOS."""
+        return self._grammar(step)[1]
+
+    def _grammar(self, step: int) -> tuple[TokenDFA, int]:
+        if step not in self._grammars:
+            alts = [
+                [LOCATION_IDS if is_location_token(t) else t for t in self._template_ids(verb, step)]
+                for verb in ("pick", "push")
+            ]
+            dfa = TokenDFA.from_sequences(alts, TEXT_VOCAB_SIZE, num_states=self.num_states)
+            self.grammar_builds += 1
+            self._grammars[step] = (dfa, max(len(a) for a in alts) + 1)
+        return self._grammars[step]
 
     def decode(self, tokens, step: int = 0) -> Decoded:
         ids = _strip_eos(tokens)
@@ -192,6 +209,8 @@ class DiscreteActionCodec:
     vocab: Vocabulary
     words: tuple[str, ...] = POINTNAV_ACTION_WORDS
     fallback_action: int = 2  # TURN_LEFT: turns in place, never collides, never ends the episode
+    _dfa: TokenDFA | None = field(default=None, repr=False, compare=False)
+    grammar_builds: int = field(default=0, repr=False, compare=False)
 
     def __post_init__(self):
         self._ids = [self.vocab.encode(w) for w in self.words]
@@ -205,7 +224,14 @@ class DiscreteActionCodec:
         return list(self._ids[a])
 
     def grammar(self, step: int = 0) -> TokenDFA:
-        return TokenDFA.from_sequences(self._ids, TEXT_VOCAB_SIZE)
+        """The same automaton at every step: built once, kept on the device."""
+        if self._dfa is None:
+            self._dfa = TokenDFA.from_sequences(self._ids, TEXT_VOCAB_SIZE)
+            self.grammar_builds += 1
+        return self._dfa
+
+    def grammar_length(self, step: int = 0) -> int:
+        return max(len(i) for i in self._ids) + 1
 
     def decode(self, tokens, step: int = 0) -> Decoded:
         ids = _strip_eos(tokens)

@@ -83,6 +83,9 @@ class UIO2Policy:
         self.text_len = text_len
         self.rng = jax.random.key(seed)
         self.rows: list[_Row] = []
+        # one codec per family for the policy's life, so that grammar tables are built once
+        self.codecs = {"vima": VimaActionCodec(vocab), "pointnav": DiscreteActionCodec(vocab)}
+        self._stacked: tuple[tuple[int, ...], TokenDFA] | None = None
         self.last_infos: list[dict[str, Any]] = []
 
     # -- protocol --
@@ -136,8 +139,8 @@ class UIO2Policy:
         if family == "vima":
             text, images = vima_prompt_images(task.prompt, task.prompt_assets, self.view)
             history.reset(images)
-            return _Row(family, VimaActionCodec(self.vocab), history, text)
-        return _Row(family, DiscreteActionCodec(self.vocab), history)
+            return _Row(family, self.codecs["vima"], history, text)
+        return _Row(family, self.codecs["pointnav"], history)
 
     def _example(self, row: _Row, obs: dict[str, Any]):
         if row.family == "vima":
@@ -146,6 +149,17 @@ class UIO2Policy:
         return pointnav_example(
             obs, row.history, codec.action_space_text(), self.template, list(row.history.audio)
         )
+
+    def _grammar(self) -> tuple[TokenDFA, int]:
+        """The batch's automaton (device tables, cached per step) and the decode length it needs."""
+        grammars = [r.codec.grammar(r.history.step) for r in self.rows]
+        max_len = max(r.codec.grammar_length(r.history.step) for r in self.rows)
+        if len(grammars) == 1:
+            return grammars[0], max_len
+        key = tuple(id(g) for g in grammars)
+        if self._stacked is None or self._stacked[0] != key:
+            self._stacked = (key, TokenDFA.stack(grammars))
+        return self._stacked[1], max_len
 
     def act_batch(self, observations: Sequence[dict], infos: Sequence[dict] | None = None) -> list[Any]:
         if len(observations) != len(self.rows):
@@ -156,9 +170,7 @@ class UIO2Policy:
         batch = self.builder.collate(
             [self._example(r, o) for r, o in zip(self.rows, observations, strict=True)]
         )
-        grammars = [r.codec.grammar(r.history.step) for r in self.rows]
-        max_len = max(int((np.asarray(g.transitions) >= 0).any(axis=1).sum()) for g in grammars) + 1
-        grammar = grammars[0] if len(grammars) == 1 else TokenDFA.stack(grammars)
+        grammar, max_len = self._grammar()
         cfg = DecodeConfig(**{**self.decode_cfg.__dict__, "max_new_tokens": max_len})
         self.rng, sub = jax.random.split(self.rng)
         out = generate(self.model, {k: jnp.asarray(v) for k, v in batch.items()}, "text", cfg, rng=sub,

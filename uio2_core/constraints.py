@@ -44,16 +44,22 @@ class TokenDFA:
 
     @classmethod
     def stack(cls, per_row: Sequence[TokenDFA]) -> TokenDFA:
-        """One automaton per batch row (e.g. different step numbers), as one table with offsets."""
+        """One automaton per batch row (e.g. different step numbers), as one table with offsets.
+
+        Works on the device arrays (nothing is pulled back to the host); a row list that repeats
+        one grammar stores its table once."""
+        unique: dict[int, int] = {}
         tables, starts, offset = [], [], 0
         for dfa in per_row:
             if dfa.row_starts is not None:
                 raise ValueError("cannot stack an already stacked grammar")
-            t = np.asarray(dfa.transitions)
-            tables.append(np.where(t >= 0, t + offset, -1))
-            starts.append(offset)
-            offset += t.shape[0]
-        return cls(jnp.asarray(np.concatenate(tables)), jnp.asarray(starts, jnp.int32))
+            if id(dfa) not in unique:
+                t = jnp.asarray(dfa.transitions)
+                tables.append(jnp.where(t >= 0, t + offset, -1))
+                unique[id(dfa)] = offset
+                offset += t.shape[0]
+            starts.append(unique[id(dfa)])
+        return cls(jnp.concatenate(tables), jnp.asarray(starts, jnp.int32))
 
     def allowed(self, state: jax.Array) -> jax.Array:
         return self.transitions[jnp.maximum(state, 0)] >= 0

@@ -8,6 +8,7 @@ targets; scoring of answer options by mean token log-likelihood.
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from uio2_core.constraints import gather_state
+from uio2_core.constraints import TokenDFA, gather_state
 from uio2_core.model import Encoded, UIO2Model
 
 EOS_ID = 1
@@ -35,6 +36,9 @@ class DecodeConfig:
     length_penalty: float = 0.0  # beam search brevity alpha; 0 = raw log-likelihood (released setting)
     guidance_scale: float | None = None  # classifier-free guidance (image/audio); needs a negative batch
     stop_at_eos: bool = True  # text stops at EOS; image/audio always generate the full length
+    # greedy under a TokenDFA: feed a run of grammar-forced tokens in one call of up to this many
+    # positions ("jump-forward"; 0 or 1 = one call per token)
+    jump_forward: int = 8
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -47,10 +51,38 @@ class DecodeConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
+_SPLITS: dict[int, tuple] = {}
+HOST_CACHING = True  # benchmarks switch this off to measure what the caches save
+
+
+def split_model(model: UIO2Model):
+    """`nnx.split(model)`, traversing the graph once per model instead of on every call.
+
+    The state holds the model's own Variable objects, so in-place parameter updates
+    (`nnx.update`, optimizer steps, checkpoint loading into the model) are seen without a new
+    split. Replacing a top-level submodule is detected (its identity is checked); deeper surgery
+    on the module tree needs `forget_split(model)`."""
+    if not HOST_CACHING:
+        return nnx.split(model)
+    children = tuple(id(v) for v in vars(model).values())
+    hit = _SPLITS.get(id(model))
+    if hit is not None and hit[0]() is model and hit[1] == children:
+        return hit[2], hit[3]
+    graphdef, state = nnx.split(model)
+    key = id(model)
+    _SPLITS[key] = (weakref.ref(model, lambda _: _SPLITS.pop(key, None)), children, graphdef, state)
+    return graphdef, state
+
+
+def forget_split(model: UIO2Model) -> None:
+    _SPLITS.pop(id(model), None)
+
+
 class Generated(NamedTuple):
     tokens: jax.Array  # [B, max_new_tokens], 0 after EOS
     log_prob: jax.Array  # [B] sum of log-probabilities of the generated tokens (incl. EOS)
     length: jax.Array  # [B] number of generated tokens up to and including EOS
+    calls: jax.Array | None = None  # decoder forward calls made (greedy/sample; beam leaves None)
 
 
 def _filter_logits(logits: jax.Array, cfg: DecodeConfig) -> jax.Array:
@@ -119,6 +151,10 @@ def _sample_loop(model, enc, modality, cfg, rng, constraint, batch):
         tokens = tokens.at[:, i].set(tok)
         return tokens, tok, done, total, length, cache, cstate, rng
 
+    def cond(carry):
+        i, (_, _, done, *_) = carry
+        return (i < n) & ~jnp.all(done)  # every row finished: stop instead of running to n
+
     init = (
         jnp.zeros((batch, n), jnp.int32),
         jnp.zeros((batch,), jnp.int32),
@@ -129,8 +165,111 @@ def _sample_loop(model, enc, modality, cfg, rng, constraint, batch):
         cstate,
         rng,
     )
-    tokens, _, _, total, length, *_ = jax.lax.fori_loop(0, n, body, init)
-    return Generated(tokens, total, length)
+    calls, (tokens, _, _, total, length, *_) = jax.lax.while_loop(
+        cond, lambda c: (c[0] + 1, body(c[0], c[1])), (jnp.zeros((), jnp.int32), init)
+    )
+    return Generated(tokens, total, length, calls)
+
+
+def _chunk_log_probs(model, enc, modality, chunk, index, cache, guidance, batch, rope_table):
+    """Feed `chunk` [B, R] at positions index..index+R-1 -> log-probabilities [B, R, V] of the
+    token after each position (one multi-token forward; R = 1 is an ordinary step)."""
+    r = chunk.shape[1]
+    x = model.embed_target_tokens(modality, chunk)
+    table = jax.lax.dynamic_slice_in_dim(rope_table, index, r, axis=0)
+    rope = jnp.broadcast_to(table[None], (x.shape[0], r, table.shape[-1])).astype(model.cfg.compute_dtype)
+    hidden, cache = model.decoder.step(x, rope, index, cache, enc.mask[:, None, None, :])
+    logp = jax.nn.log_softmax(model.logits(modality, hidden), axis=-1)
+    if guidance is not None:
+        cond, uncond = logp[:batch], logp[batch:]
+        logp = (1 + guidance) * cond - guidance * uncond
+    return logp, cache
+
+
+def _forced_run(dfa: TokenDFA, state, codes, length: int, stop_at_eos: bool):
+    """Up to `length` tokens the grammar forces from `state` (exactly one allowed token each; EOS
+    is left to the model call so that finishing stays one code path) -> tokens [B, length]
+    (PAD past the run), run lengths [B], the states after each prefix [B, length + 1]."""
+    toks, states, alive, m = [], [state], jnp.ones(state.shape, bool), jnp.zeros(state.shape, jnp.int32)
+    for _ in range(length):
+        allowed = dfa.allowed(state) & codes[None]
+        tok = jnp.argmax(allowed, axis=-1).astype(jnp.int32)
+        take = alive & (allowed.sum(-1) == 1)
+        if stop_at_eos:
+            take = take & (tok != EOS_ID)
+        toks.append(jnp.where(take, tok, PAD_ID))
+        m = m + take.astype(jnp.int32)
+        state = jnp.where(take, dfa.update(state, tok), state)
+        states.append(state)
+        alive = take
+    return jnp.stack(toks, 1), m, jnp.stack(states, 1)
+
+
+def _jump_loop(model, enc, modality, cfg, constraint: TokenDFA, batch):
+    """Greedy decoding under a token automaton, feeding each grammar-forced run together with the
+    token before it in one forward call. Tokens equal token-by-token greedy decoding: a forced
+    token is the only one the mask leaves, so it is also the argmax there. Two compiled shapes
+    (1 and `jump_forward` positions) whatever the runs' lengths."""
+    guidance = cfg.guidance_scale
+    n, r = cfg.max_new_tokens, cfg.jump_forward
+    limit = model.max_target_length(modality)
+    if n > limit:
+        raise ValueError(f"max_length {n} exceeds the {modality} target limit {limit}")
+    # room for the padded tail of the last chunk; positions past the real tokens are garbage that
+    # the next chunk overwrites before any query can see it
+    cache = model.decoder.init_cache(enc.encoded, enc.rope, n + r)
+    rope_table = jnp.pad(model.target_rope_table(modality), ((0, r), (0, 0)))
+    codes = _code_mask(model, modality)
+    rows = jnp.arange(batch)
+
+    def feed(chunk, i, cache, width):
+        c = chunk[:, :width]
+        c = jnp.concatenate([c, c]) if guidance is not None else c
+        logp, cache = _chunk_log_probs(model, enc, modality, c, i, cache, guidance, batch, rope_table)
+        return jnp.pad(logp, ((0, 0), (0, r - width), (0, 0))) if width < r else logp, cache
+
+    def body(carry):
+        i, calls, tokens, last, done, total, length, cache, state = carry
+        forced, m, states = _forced_run(constraint, state, codes, r - 1, cfg.stop_at_eos)
+        m = jnp.where(done, r - 1, m)  # finished rows never hold the others back
+        mc = jnp.minimum(jnp.min(m), n - 1 - i)  # forced tokens fed this call, shared by all rows
+        chunk = jnp.where(done[:, None], PAD_ID, jnp.concatenate([last[:, None], forced], 1))
+        logp, cache = jax.lax.cond(
+            mc == 0,
+            lambda c: feed(chunk, i, c, 1),
+            lambda c: feed(chunk, i, c, r),
+            cache,
+        )  # [B, r, V]
+        pos = jnp.arange(r)
+        forced_lp = jnp.take_along_axis(logp[:, : r - 1], forced[..., None], axis=-1)[..., 0]
+        forced_lp = jnp.sum(jnp.where(pos[None, : r - 1] < mc, forced_lp, 0.0), axis=1)
+        free = logp[:, mc]  # [B, V] the distribution after the run
+        st = states[rows, mc]
+        tok = jnp.argmax(_mask(_mask(free, codes), constraint.allowed(st)), axis=-1).astype(jnp.int32)
+        tok = jnp.where(done, PAD_ID, tok)
+        free_lp = jnp.take_along_axis(free, tok[:, None], axis=-1)[:, 0]
+        total = total + jnp.where(done, 0.0, forced_lp + free_lp)
+        length = length + jnp.where(done, 0, mc + 1)
+        out = jnp.where(pos[None] < mc, jnp.pad(forced, ((0, 0), (0, 1))), 0)
+        out = jnp.where(pos[None] == mc, tok[:, None], out)
+        out = jnp.where(done[:, None], PAD_ID, out)
+        tokens = jax.lax.dynamic_update_slice_in_dim(tokens, out, i, axis=1)
+        state = constraint.update(st, tok)
+        if cfg.stop_at_eos:
+            done = done | (tok == EOS_ID)
+        return i + mc + 1, calls + 1, tokens, tok, done, total, length, cache, state
+
+    def cond(carry):
+        i, done = carry[0], carry[4]
+        return (i < n) & ~jnp.all(done)
+
+    zeros = jnp.zeros((batch,), jnp.int32)
+    init = (
+        jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((batch, n + r), jnp.int32), zeros,
+        jnp.zeros((batch,), bool), jnp.zeros((batch,), jnp.float32), zeros, cache, constraint.init(batch),
+    )  # fmt: skip
+    _, calls, tokens, _, _, total, length, *_ = jax.lax.while_loop(cond, body, init)
+    return Generated(tokens[:, :n], total, length, calls)
 
 
 def _repeat_tree(tree, k: int):
@@ -207,6 +346,8 @@ def _generate(graphdef, state, batch, negative_batch, modality, cfg, rng, constr
     enc = model.encode(batch)
     if cfg.method == "beam":
         return _beam_loop(model, enc, modality, cfg, constraint, b)
+    if cfg.method == "greedy" and cfg.jump_forward > 1 and isinstance(constraint, TokenDFA):
+        return _jump_loop(model, enc, modality, cfg, constraint, b)
     return _sample_loop(model, enc, modality, cfg, rng, constraint, b)
 
 
@@ -230,7 +371,7 @@ def generate(
         raise ValueError("beam search with classifier-free guidance is not supported")
     if cfg.method == "sample" and rng is None:
         raise ValueError("sampling needs an rng key")
-    graphdef, state = nnx.split(model)
+    graphdef, state = split_model(model)
     rng = rng if rng is not None else jax.random.key(0)
     neg = dict(negative_batch) if negative_batch is not None else None
     return _generate(graphdef, state, dict(batch), neg, modality, cfg, rng, constraint)
@@ -257,5 +398,5 @@ def score_options(
     The answer is the argmax (the official code takes the argmin of the mean NLL)."""
     if options.ndim != 3:
         raise ValueError(f"options must be [batch, num_options, length], got shape {options.shape}")
-    graphdef, state = nnx.split(model)
+    graphdef, state = split_model(model)
     return _score(graphdef, state, dict(batch), jnp.asarray(options, jnp.int32), modality)

@@ -110,12 +110,14 @@ class DecoderLayer(nnx.Module):
         cache: dict[str, jax.Array],
         cross_bias: jax.Array | None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """One new position per row: x [B, 1, d]; writes k/v at `index` and attends to <= index."""
+        """New positions index.. per row: x [B, T, d] (T = 1 when decoding token by token, more when
+        feeding a forced run); writes k/v at index..index+T-1, position index+j attends to <= index+j."""
         h = self.pre_self_attention_norm(x)
         k_new, v_new = self.self_attention.project_kv(h, rope)
         k = jax.lax.dynamic_update_slice_in_dim(cache["k"], k_new.astype(cache["k"].dtype), index, axis=1)
         v = jax.lax.dynamic_update_slice_in_dim(cache["v"], v_new.astype(cache["v"].dtype), index, axis=1)
-        visible = (jnp.arange(k.shape[1]) <= index)[None, None, None, :]
+        query_pos = index + jnp.arange(x.shape[1])[:, None]
+        visible = (jnp.arange(k.shape[1])[None, :] <= query_pos)[None, None]
         x = x + self.self_attention.attend(
             self.self_attention.project_q(h, rope), k, v, mask_to_bias(visible)
         )

@@ -1,0 +1,123 @@
+"""Host-side decode speed-ups keep results identical: the cached model split, the grammar table
+built once per step kind, jump-forward decoding over forced grammar runs."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from uio2_core import decoding
+from uio2_core.constraints import TokenDFA
+from uio2_core.decoding import DecodeConfig, generate, split_model
+
+
+def test_split_is_cached_and_sees_in_place_parameter_updates(tiny_cfg, tiny_batch):
+    from uio2_core.model import build_model
+
+    model = build_model(tiny_cfg, seed=1, with_vqgan=False)  # mutated below: not the shared fixture
+    cfg = DecodeConfig(max_new_tokens=4)
+    first = np.asarray(generate(model, tiny_batch, "text", cfg).tokens)
+    assert split_model(model)[1] is split_model(model)[1]  # one traversal, reused
+    decoding.HOST_CACHING = False
+    try:
+        np.testing.assert_array_equal(np.asarray(generate(model, tiny_batch, "text", cfg).tokens), first)
+    finally:
+        decoding.HOST_CACHING = True
+    # an in-place update (what nnx.update and checkpoint loading do) reaches the cached split
+    table = model.decoder.decoder_norm.scale
+    nnx.update(model, nnx.State({"decoder": {"decoder_norm": {"scale": -table[...]}}}))
+    flipped = np.asarray(generate(model, tiny_batch, "text", cfg).tokens)
+    decoding.HOST_CACHING = False
+    try:
+        np.testing.assert_array_equal(np.asarray(generate(model, tiny_batch, "text", cfg).tokens), flipped)
+    finally:
+        decoding.HOST_CACHING = True
+    assert not np.array_equal(flipped, first)
+
+
+def test_vima_grammar_is_built_once_per_step_and_stays_on_the_device():
+    from policies.codecs import VimaActionCodec
+    from uio2_core.vocab import tiny_vocabulary
+
+    codec = VimaActionCodec(tiny_vocabulary())
+    g0 = codec.grammar(0)
+    assert codec.grammar(0) is g0 and codec.grammar_builds == 1
+    assert isinstance(g0.transitions, jax.Array)
+    assert codec.grammar(3) is not g0 and codec.grammar_builds == 2
+    # the decode length covers the longest sentence and its EOS
+    assert codec.grammar_length(0) == len(codec.encode(codec.fallback(), 0)) + 1
+
+
+def test_policy_builds_each_step_grammar_once_across_acts_and_episodes(tiny_model):
+    from agent.envs import resolve_env
+    from agent.rollout import _task_spec
+    from policies.uio2_policy import UIO2Policy
+    from uio2_core.vocab import tiny_vocabulary
+
+    policy = UIO2Policy(tiny_model, tiny_vocabulary(), max_frames=2, text_len=64)
+    entry = resolve_env("tabletop/visual_manipulation")[0]
+    envs = [entry.make() for _ in range(2)]
+    texts = []
+    for _episode in range(2):
+        obs, specs = [], []
+        for i, env in enumerate(envs):
+            o, info = env.reset(seed=i)
+            obs.append(o)
+            specs.append(_task_spec("tabletop/visual_manipulation", env, info, i, with_oracle=False))
+        policy.reset_batch(specs)
+        texts.append([])
+        for _step in range(2):
+            policy.act_batch(obs)
+            texts[-1].append([policy.row_info(r)["decoded_text"] for r in range(2)])
+    for env in envs:
+        env.close()
+    assert policy.codecs["vima"].grammar_builds == 2  # steps 0 and 1, not once per act or per row
+    assert texts[0] == texts[1]  # the cached tables decode the same as the freshly built ones
+    assert texts[0][0][0].startswith("1: ") and texts[0][1][0].startswith("2: ")
+
+
+def _free_positions(dfa: TokenDFA, row_start: int, tokens) -> set[int]:
+    """Positions of a row's decoded tokens that the grammar did not force (more than one allowed),
+    and its EOS (the call that ends the row)."""
+    table, state, free = np.asarray(dfa.transitions), row_start, set()
+    for pos, t in enumerate(np.asarray(tokens).tolist()):
+        if ((table[state] >= 0) & (np.arange(table.shape[1]) != 0)).sum() > 1:
+            free.add(pos)
+        state = table[state, t]
+        if t == 1:
+            free.add(pos)
+            break
+    return free
+
+
+@pytest.mark.parametrize("kind", ["vima", "vima-mixed-steps", "free"])
+def test_jump_forward_gives_token_by_token_results_with_fewer_calls(tiny_model, tiny_batch, kind):
+    from policies.codecs import VimaActionCodec
+    from uio2_core.vocab import tiny_vocabulary
+
+    codec = VimaActionCodec(tiny_vocabulary())
+    # rows at different step numbers; "11" has more tokens than "1": forced runs out of step
+    steps = (0, 11) if kind == "vima-mixed-steps" else (0, 5)
+    dfa = TokenDFA.stack([codec.grammar(s) for s in steps])
+    starts, n = np.asarray(dfa.row_starts), 40  # longer than a sentence: stop at EOS, not run on
+    if kind == "free":  # one looping state that allows every real token (never forced); the VIMA
+        table = np.full(dfa.transitions.shape, -1, np.int32)  # table's shape: one compile for all
+        table[0, 1:] = 0
+        dfa = TokenDFA(jax.numpy.asarray(table), jax.numpy.zeros(2, jax.numpy.int32))
+    slow, fast = (
+        generate(tiny_model, tiny_batch, "text", DecodeConfig(n, jump_forward=j), constraint=dfa)
+        for j in (0, 8)
+    )
+    np.testing.assert_array_equal(np.asarray(fast.tokens), np.asarray(slow.tokens))
+    np.testing.assert_array_equal(np.asarray(fast.length), np.asarray(slow.length))
+    np.testing.assert_allclose(np.asarray(fast.log_prob), np.asarray(slow.log_prob), rtol=1e-4)
+    if kind == "free":
+        assert int(fast.calls) == int(slow.calls) == max(np.asarray(slow.length))
+        return
+    rows = np.asarray(fast.tokens)
+    free = set().union(*(_free_positions(dfa, s, row) for s, row in zip(starts, rows, strict=True)))
+    assert all(codec.decode(row, s).ok for row, s in zip(rows, steps, strict=True))
+    # one call per free position or EOS (any row's); token by token: one call per token
+    assert int(fast.calls) <= len(free) < int(slow.calls) == max(np.asarray(slow.length))
+    if kind == "vima":
+        assert len(free) == 8  # the verb, six location tokens, EOS: the issue's "free tokens + 1"
