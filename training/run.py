@@ -29,7 +29,7 @@ def train(
     learning_rate: float = 1e-2, warmup_steps: int = 50, text_len: int = 128, max_frames: int = 4,
     mesh: tuple[int, int, int] = (-1, 1, 1), progress: bool = True, distributed: bool = False,
     tokenizer: str | None = None, evaluate: Callable[[UIO2Model, int], dict] | None = None,
-    checkpoint_every: int | None = None, denoise: dict[str, float] | None = None,
+    checkpoint_every: int | None = None, denoise: dict[str, float] | None = None, remat: str = "none",
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py)."""
@@ -66,7 +66,7 @@ def train(
         batch_at = mixture.batch_at
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps)
     every = checkpoint_every or max(steps // 4, 1)
-    tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt)
+    tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt, remat=remat)
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames,
                 "denoise": denoise}  # fmt: skip
     meta = {"model": model, "data": data, "train": settings}
