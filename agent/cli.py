@@ -206,6 +206,12 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from training.plan import argv_from, run_in_subprocess
+
+    return run_in_subprocess(argv_from(args))  # a fresh process: the device count is set before jax starts
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from uio2_core.checkpoints.convert import convert
 
@@ -292,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--remat", choices=["none", "layer"], default="none",
                     help="activation checkpointing: recompute each layer in the backward pass")  # fmt: skip
     tr.set_defaults(func=_cmd_train, dotted=True)
+
+    from training.plan import add_arguments as add_plan_arguments
+
+    plan = sub.add_parser("plan", help="will a training step fit a mesh? (XLA, on abstract shapes)")
+    add_plan_arguments(plan)
+    plan.set_defaults(func=_cmd_plan)
 
     conv = sub.add_parser("convert", help="between official PyTorch / T5X checkpoints and ours")
     conv.add_argument("src")

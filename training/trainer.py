@@ -52,6 +52,8 @@ class TrainConfig:
     # activation checkpointing: "none" keeps every layer's activations for the backward pass,
     # "layer" keeps only each transformer layer's input and recomputes the rest (uio2_core/transformer.py)
     remat: str = "none"
+    # False: the optimiser state whole on every device (the old layout; `uio2 plan` compares the two)
+    shard_opt_state: bool = True
 
 
 REMAT_MODES = ("none", "layer")
@@ -95,7 +97,9 @@ class Trainer:
         # optimiser state follows its parameter's sharding, so it shrinks with the mesh too.
         self.state_shardings = {
             "params": self.param_shardings,
-            "opt_state": opt_state_shardings(abstract_opt, pure, self.param_shardings, self.mesh),
+            "opt_state": opt_state_shardings(abstract_opt, pure, self.param_shardings, self.mesh)
+            if cfg.shard_opt_state
+            else jax.tree.map(lambda _: replicated, abstract_opt),
             "step": replicated,
             "rng": replicated,
         }
