@@ -243,12 +243,19 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
     summary = train(data, args.model, args.steps, args.out, batch_size=args.batch_size, seed=args.seed,
                     learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, mesh=mesh,
                     distributed=args.distributed, tokenizer=args.tokenizer, evaluate=evaluate,
-                    checkpoint_every=args.eval_every, denoise=parse_denoise(args.denoise))  # fmt: skip
+                    checkpoint_every=args.eval_every, denoise=parse_denoise(args.denoise),
+                    remat=args.remat)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
     )
     return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from training.plan import argv_from, run_in_subprocess
+
+    return run_in_subprocess(argv_from(args))  # a fresh process: the device count is set before jax starts
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -334,7 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="mix in mixture-of-denoisers steps made from the data: KIND:FRACTION[,...], KIND in "
         "text (prompts: [R]/[X]/[S]), image (frames: masked [Image] [R]), audio (masked [Audio] [R])",
     )
+    tr.add_argument("--remat", choices=["none", "layer"], default="none",
+                    help="activation checkpointing: recompute each layer in the backward pass")  # fmt: skip
     tr.set_defaults(func=_cmd_train, dotted=True)
+
+    from training.plan import add_arguments as add_plan_arguments
+
+    plan = sub.add_parser("plan", help="will a training step fit a mesh? (XLA, on abstract shapes)")
+    add_plan_arguments(plan)
+    plan.set_defaults(func=_cmd_plan)
 
     conv = sub.add_parser("convert", help="between official PyTorch / T5X checkpoints and ours")
     conv.add_argument("src")

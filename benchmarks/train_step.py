@@ -3,6 +3,7 @@
     python benchmarks/train_step.py --model tiny
     python benchmarks/train_step.py --model tiny --devices 4          # 4 simulated CPU devices
     python benchmarks/train_step.py --model large --layers 4 --batch 2
+    python benchmarks/train_step.py --model large --layers 4 --batch 2 --remat layer   # recompute layers
 
 Prints one JSON object: step time, examples/s, the step's FLOPs (XLA's cost analysis), achieved
 FLOP/s and that as a fraction of a dense-matmul peak measured in the same run on the same device.
@@ -39,10 +40,11 @@ def main() -> None:
     p.add_argument("--target-len", type=int, default=32)
     p.add_argument("--inputs", choices=["text", "all"], default="all")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--remat", choices=["none", "layer"], default="none", help="activation checkpointing")
     args = p.parse_args()
 
     cfg = bench_config(args.model, args.layers, args.dtype)
-    trainer = Trainer(build_model(cfg, seed=0, with_vqgan=False), TrainConfig(steps=10**9))
+    trainer = Trainer(build_model(cfg, seed=0, with_vqgan=False), TrainConfig(steps=10**9, remat=args.remat))
     batch = synthetic_batch(cfg, args.batch, args.text_len, args.inputs)
     rng = np.random.default_rng(1)
     batch["targets/text"] = jnp.asarray(rng.integers(3, 32000, size=(args.batch, args.target_len)), jnp.int32)
@@ -56,7 +58,8 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "train_step", "model": cfg.name, "dtype": cfg.dtype, "device": device_name(),
         "devices": jax.device_count(), "mesh": dict(trainer.mesh.shape), "batch": args.batch,
-        "inputs": args.inputs, "target_len": args.target_len, "first_loss": first["loss"],
+        "remat": args.remat, "inputs": args.inputs, "target_len": args.target_len,
+        "first_loss": first["loss"],
         "step_ms": 1000 * seconds, "examples_per_s": args.batch / seconds, "step_gflop": flops / 1e9,
         "achieved_gflops": flops / seconds / 1e9,
         "matmul_peak_gflops": peak / 1e9, "fraction_of_matmul_peak": flops / seconds / peak,

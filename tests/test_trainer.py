@@ -1,4 +1,4 @@
-"""Trainer: loss goes down, 1 device == 4 simulated devices, kill -9 and resume gives the same losses."""
+"""Trainer: loss goes down, kill -9 and resume gives the same losses (meshes: test_trainer_meshes.py)."""
 
 import json
 import os
@@ -47,11 +47,6 @@ def test_loss_decreases_on_a_fixed_batch(tiny_cfg):
     history = Trainer(build_model(tiny_cfg, with_vqgan=False), cfg).fit(lambda _: batch, progress=False)
     assert history[-1]["loss"] < 0.3 * history[0]["loss"]
     assert history[-1]["text_accuracy"] == 1.0
-
-
-def test_four_simulated_devices_give_the_same_losses(reference_losses):
-    sharded = [r["loss"] for r in _run("-", "6", "--devices", "4")]
-    np.testing.assert_allclose(sharded, reference_losses, rtol=2e-4)
 
 
 def test_kill_9_and_resume_reproduce_the_losses(tmp_path, reference_losses):

@@ -68,7 +68,7 @@ def train(
     max_frames: int = MAX_FRAMES, mesh: tuple[int, int, int] = (-1, 1, 1), progress: bool = True,
     distributed: bool = False,
     tokenizer: str | None = None, evaluate: Callable[[UIO2Model, int], dict] | None = None,
-    checkpoint_every: int | None = None, denoise: dict[str, float] | None = None,
+    checkpoint_every: int | None = None, denoise: dict[str, float] | None = None, remat: str = "none",
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py)."""
@@ -107,7 +107,7 @@ def train(
         batch_at = mixture.batch_at
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps)
     every = checkpoint_every or max(steps // 4, 1)
-    tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt)
+    tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt, remat=remat)
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames,
                 "denoise": denoise}  # fmt: skip
     meta = {"model": model, "data": data, "train": settings}

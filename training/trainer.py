@@ -29,7 +29,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from training.objective import Z_LOSS, uio2_loss
 from training.optimizer import OptimizerConfig, make_optimizer
 from training.packing import pack_inputs, pack_targets
-from training.sharding import make_mesh, param_shardings, shard_batch
+from training.sharding import make_mesh, opt_state_shardings, param_shardings, shard_batch
 from uio2_core.batch import MASK_KEYS, MODALITY_KEYS
 from uio2_core.model import TARGET_MODALITIES, UIO2Model
 
@@ -49,6 +49,14 @@ class TrainConfig:
     # (encoder, decoder) token budgets: pack two examples per row (training/packing.py); the data side
     # must pair examples so that both fit (tokens beyond a budget would be cut).
     pack: tuple[int, int] | None = None
+    # activation checkpointing: "none" keeps every layer's activations for the backward pass,
+    # "layer" keeps only each transformer layer's input and recomputes the rest (uio2_core/transformer.py)
+    remat: str = "none"
+    # False: the optimiser state whole on every device (the old layout; `uio2 plan` compares the two)
+    shard_opt_state: bool = True
+
+
+REMAT_MODES = ("none", "layer")
 
 
 def split_batch(batch: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
@@ -66,30 +74,49 @@ def split_batch(batch: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
 
 
 class Trainer:
-    def __init__(self, model: UIO2Model, cfg: TrainConfig, out_dir: str | Path | None = None):
+    def __init__(
+        self, model: UIO2Model, cfg: TrainConfig, out_dir: str | Path | None = None, devices=None
+    ):  # fmt: skip
+        """`model` may be abstract (nnx.eval_shape): then the state is abstract too (sharded
+        jax.ShapeDtypeStructs) and the step can only be lowered and compiled (`compile`), never run."""
+        if cfg.remat not in REMAT_MODES:
+            raise ValueError(f"remat must be one of {REMAT_MODES}, got {cfg.remat!r}")
         self.cfg = cfg
-        self.mesh = make_mesh(*cfg.mesh)
+        self.mesh = make_mesh(*cfg.mesh, devices=devices)
+        model.encoder.remat = model.decoder.remat = cfg.remat == "layer"
         self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
         self._template = params
         pure = nnx.to_pure_dict(params)
+        self.abstract = any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(pure))
         self.param_shardings = param_shardings(pure, self.mesh)
-        pure = jax.device_put(pure, self.param_shardings)
         self.tx = make_optimizer(cfg.optimizer, pure)
-        opt_state = jax.jit(self.tx.init)(pure)
+        abstract_opt = jax.eval_shape(self.tx.init, pure)
         replicated = NamedSharding(self.mesh, PartitionSpec())
         # Pin every leaf's sharding, in and out: otherwise the first step's outputs come back laid out
-        # differently from the initial state and the second step compiles all over again.
+        # differently from the initial state and the second step compiles all over again. The
+        # optimiser state follows its parameter's sharding, so it shrinks with the mesh too.
         self.state_shardings = {
             "params": self.param_shardings,
-            "opt_state": jax.tree.map(lambda _: replicated, opt_state),
+            "opt_state": opt_state_shardings(abstract_opt, pure, self.param_shardings, self.mesh)
+            if cfg.shard_opt_state
+            else jax.tree.map(lambda _: replicated, abstract_opt),
             "step": replicated,
             "rng": replicated,
         }
-        self.state: dict[str, Any] = jax.device_put(
-            {"params": pure, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32),
-             "rng": jax.random.key_data(jax.random.key(cfg.seed))},
-            self.state_shardings,
-        )  # fmt: skip
+        step, rng = jnp.zeros((), jnp.int32), jax.random.key_data(jax.random.key(cfg.seed))
+        if self.abstract:
+            state = {"params": pure, "opt_state": abstract_opt, "step": step, "rng": rng}
+            self.state: dict[str, Any] = jax.tree.map(
+                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, self.state_shardings
+            )
+        else:
+            # fresh buffers, laid out by shard, even where the layout matches (device_put would reuse
+            # them): the step donates its state, and the caller's model must keep its arrays
+            pure = jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=self.param_shardings)(pure)
+            opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings["opt_state"])(pure)
+            self.state = jax.device_put(
+                {"params": pure, "opt_state": opt_state, "step": step, "rng": rng}, self.state_shardings
+            )
         self._step_fn = jax.jit(
             self._train_step, donate_argnums=(0,), out_shardings=(self.state_shardings, replicated)
         )
@@ -126,7 +153,18 @@ class Trainer:
         new = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": state["rng"]}
         return new, metrics
 
+    def compile(self, batch: dict):
+        """Lower and compile the step for `batch` (arrays or jax.ShapeDtypeStructs): jax's Compiled,
+        whose memory_analysis() is XLA's per-device account (training/plan.py)."""
+        from training.sharding import batch_sharding
+
+        sharding = batch_sharding(self.mesh)
+        abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding) for k, v in batch.items()}
+        return self._step_fn.lower(self.state, abstract).compile()
+
     def step(self, batch: dict) -> dict[str, float]:
+        if self.abstract:
+            raise RuntimeError("this trainer holds abstract state (an nnx.eval_shape model): compile only")
         batch = shard_batch({k: np.asarray(v) for k, v in batch.items()}, self.mesh)
         self.state, metrics = self._step_fn(self.state, batch)
         return {k: float(v) for k, v in metrics.items()}

@@ -32,6 +32,14 @@ def _attention(t: TransformerConfig, rngs: nnx.Rngs, dtype, param_dtype) -> Mult
     )
 
 
+def _run_layer(layer: nnx.Module, remat: bool, *args):
+    """layer(*args); with `remat`, under nnx.remat: only the layer's inputs are kept for the backward
+    pass and its insides are recomputed (activation checkpointing, set by the trainer's --remat)."""
+    if not remat:
+        return layer(*args)
+    return nnx.remat(lambda m, *a: m(*a))(layer, *args)
+
+
 class EncoderLayer(nnx.Module):
     def __init__(self, t: TransformerConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
         self.pre_attention_norm = RMSNorm(t.d_model, t.norm_eps, param_dtype=param_dtype)
@@ -47,6 +55,8 @@ class EncoderLayer(nnx.Module):
 
 
 class Encoder(nnx.Module):
+    remat = False  # activation checkpointing per layer (training/trainer.py sets it)
+
     def __init__(self, t: TransformerConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
         self.num_layers = t.num_encoder_layers
         for i in range(t.num_encoder_layers):
@@ -57,7 +67,7 @@ class Encoder(nnx.Module):
         """x [B, L, d], rope [B, L, Dh], mask [B, 1, L, L] bool -> [B, L, d]."""
         bias = mask_to_bias(mask)
         for i in range(self.num_layers):
-            x = getattr(self, f"layers_{i}")(x, rope, bias)
+            x = _run_layer(getattr(self, f"layers_{i}"), self.remat, x, rope, bias)
         return self.encoder_norm(x)
 
 
@@ -126,6 +136,8 @@ class DecoderLayer(nnx.Module):
 
 
 class Decoder(nnx.Module):
+    remat = False  # activation checkpointing per layer (training/trainer.py sets it)
+
     def __init__(self, t: TransformerConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
         self.num_layers = t.num_decoder_layers
         self.t = t
@@ -148,7 +160,7 @@ class Decoder(nnx.Module):
         """Teacher-forced forward over the whole target sequence."""
         self_bias, cross_bias = mask_to_bias(self_mask), mask_to_bias(cross_mask)
         for layer in self.layers():
-            x = layer(x, rope, self_bias, encoded, enc_rope, cross_bias)
+            x = _run_layer(layer, self.remat, x, rope, self_bias, encoded, enc_rope, cross_bias)
         return self.decoder_norm(x)
 
     def init_cache(self, encoded: jax.Array, enc_rope: jax.Array, max_length: int) -> Cache:

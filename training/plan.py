@@ -1,0 +1,202 @@
+"""`uio2 plan`: will a training step fit? XLA's answer, without a cluster and without the model.
+
+The real training step (training/trainer.py, same sharding rules, optimiser, remat and dtype) is
+lowered and compiled for a mesh of N simulated CPU devices against abstract parameters, optimiser
+state and batch (jax.ShapeDtypeStructs: nothing the size of the model is allocated). The compiled
+step's memory_analysis() is XLA's own per-device account: arguments (parameters, optimiser state,
+batch), outputs (aliased to the donated arguments) and temporaries (activations, gradients, scratch).
+
+The device count is fixed when jax starts, so `uio2 plan` runs the planning in a fresh Python
+process with --xla_force_host_platform_device_count set (`run_in_subprocess`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20,
+          "GIB": 2**30, "TIB": 2**40}  # fmt: skip
+
+
+def parse_bytes(text: str) -> int:
+    """'80GB', '32GiB', '1.5e9' -> bytes."""
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", text)
+    if not m or m.group(2).upper() not in _UNITS:
+        raise ValueError(f"--device-memory takes a size like 80GB or 32GiB, got {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def parse_mesh(text: str) -> tuple[int, int, int]:
+    try:
+        mesh = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        mesh = ()
+    if len(mesh) != 3 or min(mesh) < 1:
+        raise ValueError(f"--mesh takes three positive sizes data,fsdp,model (e.g. 1,8,1), got {text!r}")
+    return mesh  # type: ignore[return-value]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="tiny | large | xl | xxl")
+    p.add_argument("--mesh", required=True, help="data,fsdp,model sizes, e.g. 1,8,1 (product: devices)")
+    p.add_argument("--batch-size", type=int, required=True, help="global batch (rows over data x fsdp)")
+    p.add_argument("--text-len", type=int, default=256, help="input text tokens per row")
+    p.add_argument("--target-len", type=int, default=128, help="target text tokens per row")
+    p.add_argument("--image", action="store_true", help="one input image per row (the ViT runs)")
+    p.add_argument("--image-target", action="store_true", help="an image target per row (1024 tokens)")
+    p.add_argument("--remat", choices=["none", "layer"], default="none")
+    p.add_argument("--dtype", default="bfloat16", help="compute dtype (parameters stay float32)")
+    p.add_argument("--replicate-opt-state", action="store_true",
+                   help="the old layout: optimiser state whole on every device (to compare)")  # fmt: skip
+    p.add_argument("--device-memory", default=None, help="per-device memory to check against, e.g. 80GB")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _sharded_bytes(tree) -> int:
+    import jax
+    import numpy as np
+
+    leaves = jax.tree.leaves(tree)
+    return sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in leaves)
+
+
+def plan(args: argparse.Namespace) -> dict[str, Any]:
+    """Compile the step on abstract inputs; per-device bytes. Needs prod(mesh) jax devices."""
+    import jax
+    import numpy as np
+
+    from training.trainer import TrainConfig, Trainer
+    from uio2_core.config import CONFIG_NAMES, get_config
+    from uio2_core.model import abstract_model
+
+    if args.model not in CONFIG_NAMES:
+        raise ValueError(f"--model must be one of {', '.join(CONFIG_NAMES)}, got {args.model!r}")
+    mesh = parse_mesh(args.mesh)
+    n = int(np.prod(mesh))
+    if args.batch_size % (mesh[0] * mesh[1]):
+        rows = mesh[0] * mesh[1]
+        raise ValueError(f"--batch-size {args.batch_size} is not a multiple of data x fsdp = {rows}")
+    cfg = get_config(args.model).replace(dtype=args.dtype)
+    start = time.perf_counter()
+    model = abstract_model(cfg, with_vqgan=False)
+    tcfg = TrainConfig(mesh=mesh, remat=args.remat, shard_opt_state=not args.replicate_opt_state)
+    trainer = Trainer(model, tcfg, devices=jax.devices()[:n])
+    b = args.batch_size
+    batch = {"text": jax.ShapeDtypeStruct((b, args.text_len), np.int32),
+             "targets/text": jax.ShapeDtypeStruct((b, args.target_len), np.int32)}  # fmt: skip
+    if args.image:
+        s = cfg.image_input_size
+        batch["image"] = jax.ShapeDtypeStruct((b, s, s, 3), np.float32)
+    if args.image_target:
+        batch["targets/image"] = jax.ShapeDtypeStruct((b, cfg.decoder_max_image_length), np.int32)
+    compiled = trainer.compile(batch)
+    seconds = time.perf_counter() - start
+    mem = compiled.memory_analysis()
+    params = _sharded_bytes(trainer.state["params"])
+    unaliased = mem.output_size_in_bytes - mem.alias_size_in_bytes
+    peak = mem.argument_size_in_bytes + unaliased + mem.temp_size_in_bytes
+    out: dict[str, Any] = {
+        "model": args.model, "mesh": list(mesh), "devices": n, "batch_size": b, "text_len": args.text_len,
+        "target_len": args.target_len, "image": args.image, "image_target": args.image_target,
+        "remat": args.remat, "dtype": args.dtype, "opt_state_sharded": not args.replicate_opt_state,
+        "per_device_bytes": {
+            "parameters": params,
+            "optimizer_state": _sharded_bytes(trainer.state["opt_state"]),
+            "gradients": params,  # float32, laid out like the parameters; part of the temporaries below
+            "arguments": mem.argument_size_in_bytes,
+            "outputs_not_aliased": unaliased,
+            "temporaries": mem.temp_size_in_bytes,
+            "peak": peak,
+        },
+        "compile_seconds": round(seconds, 1),
+    }  # fmt: skip
+    if args.device_memory is not None:
+        out["device_memory"] = parse_bytes(args.device_memory)
+        out["fits"] = peak <= out["device_memory"]
+    return out
+
+
+def format_plan(p: dict[str, Any]) -> str:
+    gb = 1e9
+    d = p["per_device_bytes"]
+    lines = [
+        f"{p['model']} on mesh (data, fsdp, model) = {tuple(p['mesh'])}, {p['devices']} devices; batch "
+        f"{p['batch_size']}, text {p['text_len']} -> {p['target_len']} tokens"
+        f"{', image input' if p['image'] else ''}{', image target' if p['image_target'] else ''}; "
+        f"remat {p['remat']}, compute {p['dtype']}, optimiser state "
+        f"{'sharded' if p['opt_state_sharded'] else 'replicated'}",
+        "per device:",
+        f"  parameters       {d['parameters'] / gb:8.2f} GB",
+        f"  optimiser state  {d['optimizer_state'] / gb:8.2f} GB",
+        f"  gradients        {d['gradients'] / gb:8.2f} GB  (inside the temporaries)",
+        f"  temporaries      {d['temporaries'] / gb:8.2f} GB  (activations, gradients, scratch: XLA)",
+        f"  peak             {d['peak'] / gb:8.2f} GB  (arguments + unaliased outputs + temporaries)",
+    ]
+    if "fits" in p:
+        verdict = "fits" if p["fits"] else "does NOT fit"
+        lines.append(f"{verdict} in {p['device_memory'] / gb:.1f} GB per device")
+    lines.append(f"(compiled in {p['compile_seconds']} s)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point inside the planning process (its device count already set)."""
+    parser = argparse.ArgumentParser(prog="uio2 plan")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        result = plan(args)
+    except ValueError as err:
+        print(f"uio2 plan: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else format_plan(result))
+    return 0
+
+
+def argv_from(args: argparse.Namespace) -> list[str]:
+    """The command line that `add_arguments` parses back into `args` (for the planning process)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or value is None or value is False or action.dest == "help":
+            continue
+        argv += [action.option_strings[0]] if value is True else [action.option_strings[0], str(value)]
+    return argv
+
+
+def run_in_subprocess(argv: list[str]) -> int:
+    """Run `main(argv)` in a fresh process with prod(--mesh) simulated CPU devices."""
+    args = argparse.ArgumentParser(add_help=False)
+    args.add_argument("--mesh", default="1,1,1")
+    args.add_argument("--device-memory", default=None)
+    known, _ = args.parse_known_args(argv)
+    try:
+        n = int(__import__("math").prod(parse_mesh(known.mesh)))
+        if known.device_memory is not None:
+            parse_bytes(known.device_memory)
+    except ValueError as err:
+        print(f"uio2 plan: error: {err}", file=sys.stderr)
+        return 2
+    root = str(Path(__file__).resolve().parents[1])
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:  # LLVM's work only: buffer sizes are set before it
+        flags += " --xla_backend_optimization_level=0"
+    flags = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    code = "import sys; from training.plan import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *argv], env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
