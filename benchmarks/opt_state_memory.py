@@ -7,11 +7,6 @@ allocated, nothing compiled: `uio2 plan` compiles the whole step).
 Prints one JSON object per (model, mesh).
 """
 
-import sys
-from pathlib import Path
-
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
 
