@@ -50,7 +50,7 @@ def test_vima_grammar_is_built_once_per_step_and_stays_on_the_device():
 
 def test_policy_builds_each_step_grammar_once_across_acts_and_episodes(tiny_model):
     from agent.envs import resolve_env
-    from agent.rollout import _task_spec
+    from policies.base import TaskSpec
     from policies.uio2_policy import UIO2Policy
     from uio2_core.vocab import tiny_vocabulary
 
@@ -63,7 +63,7 @@ def test_policy_builds_each_step_grammar_once_across_acts_and_episodes(tiny_mode
         for i, env in enumerate(envs):
             o, info = env.reset(seed=i)
             obs.append(o)
-            specs.append(_task_spec("tabletop/visual_manipulation", env, info, i, with_oracle=False))
+            specs.append(TaskSpec.from_env(env, info, seed=i, env_id="tabletop/visual_manipulation"))
         policy.reset_batch(specs)
         texts.append([])
         for _step in range(2):
