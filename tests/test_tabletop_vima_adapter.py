@@ -1,7 +1,8 @@
 """The VIMA-Bench adapter: its logic against a stand-in ``vima_bench`` package (always runs), and the real
 benchmark when it is installed (skipped otherwise, with the reason).
 
-The stand-in (tests/helpers/vima_standin/vima_bench) is built from the kinds of values the real package
+The stand-in (tests/helpers/fake_vima_bench.py, our own code, importable as ``vima_bench`` only through a
+shim the fixture writes to a temporary folder) is built from the kinds of values the real package
 returns, compared with a real reset of every task of VIMA-Bench at commit
 97e0af11e126fd477c9d81eeabfb6c739021c680 (vimalabs/VIMABench): ``SizeRange`` NamedTuples of nested tuples,
 ``ProfilePedia`` Enums, ``texture_color_value`` tuples or ``None``, callables and partials, prompt assets in
@@ -31,18 +32,23 @@ from envs.vima_bench import (
 )
 from policies.registry import make_policy
 
-STANDIN = Path(__file__).parent / "helpers" / "vima_standin"
+HELPERS = Path(__file__).parent / "helpers"
 
 
 @pytest.fixture
-def standin(monkeypatch):
-    """The stand-in package on sys.path (spawned worker processes inherit it) instead of any real one."""
-    monkeypatch.syspath_prepend(str(STANDIN))
+def standin(monkeypatch, tmp_path):
+    """Our fake importable as ``vima_bench`` instead of any real one, through a one-line shim in tmp_path
+    (sys.path is inherited by spawned worker processes, so they import the same fake)."""
+    (tmp_path / "vima_bench.py").write_text(
+        "import sys\nimport fake_vima_bench\nsys.modules[__name__] = fake_vima_bench\n"
+    )
+    monkeypatch.syspath_prepend(str(HELPERS))
+    monkeypatch.syspath_prepend(str(tmp_path))
     for name in [m for m in sys.modules if m == "vima_bench" or m.startswith("vima_bench.")]:
         monkeypatch.delitem(sys.modules, name)
     import vima_bench
 
-    assert vima_bench.__file__.startswith(str(STANDIN))
+    assert vima_bench.__file__ == str(HELPERS / "fake_vima_bench.py")
     vima_bench.MADE.clear()
     vima_bench.BAD_SEEDS.clear()
     yield vima_bench

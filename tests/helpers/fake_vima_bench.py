@@ -1,5 +1,5 @@
-"""A stand-in for the real ``vima_bench`` package (not on PyPI, so CI cannot install it), used by
-tests/test_tabletop_vima_adapter.py.
+"""Our own fake of the real ``vima_bench`` package (not on PyPI, so CI cannot install it; none of its code is
+here), imported as ``vima_bench`` by tests/test_tabletop_vima_adapter.py through a test-time shim.
 
 It returns the same kinds of values as VIMA-Bench at commit 97e0af11e126fd477c9d81eeabfb6c739021c680
 (vimalabs/VIMABench), compared field by field with a real reset of every task: ``meta_info`` entries carry a
