@@ -164,11 +164,7 @@ class PolicyServer:
         except ConnectionClosed:
             pass
         finally:
-            self._connections -= 1
-            if owned:
-                self.metrics.count("sessions_freed_on_disconnect", len(owned))
-            for sid in list(owned):
-                self._free(sid, owned)
+            self._close_connection(owned)
 
     async def _handle_openpi(self, ws: ServerConnection) -> None:
         """One openpi connection = one episode (see `openpi.py`): metadata first, then observation in,
@@ -228,11 +224,15 @@ class PolicyServer:
         except ConnectionClosed:
             pass
         finally:
-            self._connections -= 1
-            if owned:
-                self.metrics.count("sessions_freed_on_disconnect", len(owned))
-            for sid in list(owned):
-                self._free(sid, owned)
+            self._close_connection(owned)
+
+    def _close_connection(self, owned: dict[int, Session]) -> None:
+        """A connection ended (either protocol): its sessions are freed with it."""
+        self._connections -= 1
+        if owned:
+            self.metrics.count("sessions_freed_on_disconnect", len(owned))
+        for sid in list(owned):
+            self._free(sid, owned)
 
     def _hello(self) -> dict[str, Any]:
         cfg = self.config

@@ -39,16 +39,20 @@ def _pack(rgb: np.ndarray) -> np.ndarray:
     return out.view(np.uint32)[..., 0]
 
 
+def check_camera(width: int, height: int, hfov_deg: float) -> tuple[int, int, float]:
+    """(width, height, hfov in radians), refusing an empty image or a field of view outside (0, 180)."""
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if not 0.0 < hfov_deg < 180.0:
+        raise ValueError(f"hfov must be in (0, 180) degrees, got {hfov_deg}")
+    return int(width), int(height), math.radians(hfov_deg)
+
+
 class SceneRenderer:
     """Renders one scene from agent poses; `render(position_xz, yaw)` -> (rgb uint8, depth float32)."""
 
     def __init__(self, scene: Scene, width: int = 256, height: int = 256, hfov_deg: float = 90.0) -> None:
-        if width < 1 or height < 1:
-            raise ValueError(f"image size must be positive, got {width}x{height}")
-        if not 0.0 < hfov_deg < 180.0:
-            raise ValueError(f"hfov must be in (0, 180) degrees, got {hfov_deg}")
-        self.width, self.height = int(width), int(height)
-        self.hfov = math.radians(hfov_deg)
+        self.width, self.height, self.hfov = check_camera(width, height, hfov_deg)
         tan_h = math.tan(self.hfov / 2.0)
         tan_v = tan_h * self.height / self.width
         # Pixel-centre ray slopes: right per unit forward (columns), up per unit forward (rows).

@@ -21,6 +21,7 @@ import numpy as np
 import pybullet as pb
 
 from envs.pointnav.planes import PlaneFiller
+from envs.pointnav.render import check_camera
 from envs.pointnav.scene import Scene
 
 SENSOR_HEIGHT = 1.25  # Habitat's RGB/depth sensors sit 1.25 m above the agent's feet
@@ -66,12 +67,7 @@ class TinyRendererReference:
         analytic_planes: bool = True,
     ) -> None:
         self.analytic_planes = analytic_planes
-        if width < 1 or height < 1:
-            raise ValueError(f"image size must be positive, got {width}x{height}")
-        if not 0.0 < hfov_deg < 180.0:
-            raise ValueError(f"hfov must be in (0, 180) degrees, got {hfov_deg}")
-        self.width, self.height = int(width), int(height)
-        self.hfov = math.radians(hfov_deg)
+        self.width, self.height, self.hfov = check_camera(width, height, hfov_deg)
         vfov = 2.0 * math.atan(math.tan(self.hfov / 2.0) * self.height / self.width)
         self._proj = pb.computeProjectionMatrixFOV(math.degrees(vfov), self.width / self.height, _NEAR, _FAR)
         self._client = pb.connect(pb.DIRECT)
