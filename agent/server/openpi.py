@@ -25,7 +25,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from agent.server.protocol import ALLOWED_DTYPES, Limits, ProtocolError, encode_space
+from agent.server.protocol import ALLOWED_DTYPES, Limits, ProtocolError, encode_space, unpack_frame
 
 VIMA_ACTION_ORDER = ("pose0_position", "pose0_rotation", "pose1_position", "pose1_rotation")
 _META_KEYS = ("prompt", "prompt_assets")
@@ -79,12 +79,7 @@ def unpackb(data: Any, limits: Limits) -> dict[str, Any]:
             return np.dtype(dtype).type(value)
         return obj
 
-    try:
-        message = msgpack.unpackb(data, raw=False, object_hook=hook, strict_map_key=False)
-    except ProtocolError:
-        raise
-    except Exception as err:  # msgpack raises several types for malformed input
-        raise ProtocolError("bad_request", f"malformed msgpack frame: {err}") from err
+    message = unpack_frame(data, object_hook=hook)
     if not isinstance(message, dict) or not all(isinstance(k, str) for k in message):
         raise ProtocolError("bad_request", "an observation must be a map with string keys")
     return message

@@ -177,15 +177,21 @@ def decode(data: bytes, limits: Limits | None = None) -> dict[str, Any]:
             return _unpack_scalar(payload)
         raise ProtocolError("bad_request", f"unknown msgpack extension type {code}")
 
-    try:
-        message = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=ext_hook)
-    except ProtocolError:
-        raise
-    except Exception as err:  # msgpack raises several types for malformed input
-        raise ProtocolError("bad_request", f"malformed msgpack message: {err}") from err
+    message = unpack_frame(data, ext_hook=ext_hook)
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise ProtocolError("bad_request", "a message must be a map with a string 'op'")
     return message
+
+
+def unpack_frame(data: bytes, **hooks: Any) -> Any:
+    """msgpack-decode one frame with the given hooks; malformed input of any kind is a bad_request (msgpack
+    raises several exception types for it), and a hook's own ProtocolError passes through unchanged."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, **hooks)
+    except ProtocolError:
+        raise
+    except Exception as err:
+        raise ProtocolError("bad_request", f"malformed msgpack frame: {err}") from err
 
 
 def error_reply(request_id: Any, code: str, message: str) -> dict[str, Any]:
