@@ -11,6 +11,7 @@ from agent.rollout import EpisodeSink, evaluate
 from agent.server.backends import UIO2Backend, bucket_size
 from agent.server.client import RemoteError, RemotePolicy, fetch_json
 from agent.server.server import ServerConfig, ServerThread
+from agent.server.warmup import WarmUp
 from policies.base import TaskSpec
 from policies.uio2_policy import UIO2Policy
 
@@ -193,8 +194,31 @@ def test_prompts_over_the_text_window_are_refused_at_reset(server):
     env.close()
 
 
-def test_batches_are_padded_to_bucket_sizes_so_nothing_compiles_after_warm_up(tiny):
-    """A batch of 3 runs as 4 (throwaway copies of its first row); after that, 4 rows compile nothing."""
+def test_a_warmed_up_server_pads_to_buckets_and_compiles_nothing_on_its_first_requests(tiny, caplog):
+    """Warm-up runs buckets 1, 2 and 4 before the server binds (4 is compiled by no earlier test of this
+    module, so the warm-up must compile); then a single session and a vectorised client's 3 rows (padded
+    to 4) compile nothing: it fails if the warm-up skips a bucket or if batches are not padded."""
+    model, vocab, description = tiny
+    backend = UIO2Backend(model, vocab, description, **POLICY_KWARGS)
+    plan = WarmUp.from_env("pointnav", 3, **POINTNAV)
+    caplog.set_level("INFO", logger="agent.server.warmup")
+    with ServerThread(backend, ServerConfig(port=0, warmup=plan)) as server:
+        assert "warm-up: ran batch buckets [1, 2, 4] of pointnav" in caplog.text
+        done = fetch_json(server.url)["warm_up"]
+        assert done["buckets"] == [1, 2, 4] and done["env"] == "pointnav" and done["compilations"] > 0, done
+        warm = backend.compilations()
+        with RemotePolicy(server.url, timeout=120) as one, RemotePolicy(server.url, timeout=120) as three:
+            one.reset(plan.task)
+            assert one.act(plan.obs) in range(4)
+            three.reset_batch([plan.task] * 3)
+            for _ in range(2):
+                assert all(a in range(4) for a in three.act_batch([plan.obs] * 3))
+            assert three.last_info["server_batch_size"] == 3 and three.last_info["padded_batch_size"] == 4
+        assert backend.compilations() == warm
+
+
+def test_batches_are_padded_with_throwaway_copies_of_the_first_row(tiny):
+    """A batch of 3 runs as 4; the padding row is a copy, so no session's history sees its step."""
     model, vocab, description = tiny
     backend = UIO2Backend(model, vocab, description, **POLICY_KWARGS)
     env = resolve_env("pointnav", **POINTNAV)[0].make()
@@ -208,7 +232,3 @@ def test_batches_are_padded_to_bucket_sizes_so_nothing_compiles_after_warm_up(ti
     out = backend.act_rows(key, rows[:3], [obs] * 3, [{}] * 3)
     assert len(out) == 3 and out[0][1]["padded_batch_size"] == 4
     assert [r.history.step for r in rows] == [1, 1, 1, 0]  # the padding rows were copies
-    warm = backend.compilations()
-    out = backend.act_rows(key, rows, [obs] * 4, [{}] * 4)
-    assert len(out) == 4 and all(a in range(4) for a, _ in out)
-    assert backend.compilations() == warm

@@ -36,6 +36,7 @@ from agent.server.spaces import check_observation, decode_task, task_bytes
 
 if TYPE_CHECKING:
     from agent.server.openpi import OpenPIEnv
+    from agent.server.warmup import WarmUp
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class ServerConfig:
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
     openpi: OpenPIEnv | None = None  # serve openpi clients for this task instead of the native protocol
+    warmup: WarmUp | None = None  # run these batch buckets once before accepting connections
 
 
 class PolicyServer:
@@ -73,10 +75,18 @@ class PolicyServer:
         self._space_bytes = 0  # declared by open sessions, plus resets being built
         self._reserved_sessions = 0  # resets being built
         self._client_sessions: Counter[str] = Counter()
+        self.warm_up: dict[str, Any] | None = None  # what the warm-up ran (also in /metrics)
 
     # -- lifecycle --
     async def start(self) -> None:
         cfg = self.config
+        if cfg.warmup is not None:  # before binding: no client waits behind a compile
+            from agent.server.warmup import run_warm_up
+
+            log.info("warm-up: compiling the batch buckets before accepting connections")
+            self.warm_up = await asyncio.get_running_loop().run_in_executor(
+                self._executor, run_warm_up, self.backend, cfg.warmup, cfg.max_batch
+            )
         self.batcher = Batcher(
             self.backend,
             self._executor,
@@ -122,6 +132,7 @@ class PolicyServer:
             sessions=len(self.sessions),
             connections=self._connections,
             declared_space_bytes=self._space_bytes,
+            warm_up=self.warm_up,
             compilations=getattr(self.backend, "compilations", lambda: None)(),
             policy=self.backend.name,
             model=self.backend.description,
