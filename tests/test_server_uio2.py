@@ -133,12 +133,19 @@ def _hostile_tasks(space):
     front = box(0, 255, (3, 16, 32), np.uint8)
     table = gym.spaces.Dict({"rgb": gym.spaces.Dict({"front": front})})
     image = {"rgb": {"front": np.zeros((3, 16, 32), np.uint8)}}
-    for assets, message in [
-        ({"a": image}, r"prompt_assets\['b'\]\['rgb'\]\['front'\]: the prompt's \{b\} needs this image"),
-        ({"a": image, "b": {"rgb": {"front": np.zeros((16, 32), np.uint8)}}},
+    # 20 prompt images for 4 slots: the 17 beyond the third are tiled into one grid of 5 x 4 cells of the
+    # largest (1024 x 1024): 60 MiB of memory from 3 MiB of request, refused
+    big = {"rgb": {"front": np.zeros((3, 1024, 1024), np.uint8)}}
+    many = {f"p{i}": big if i == 19 else image for i in range(20)}
+    for prompt, assets, message in [
+        ("put {a} in {b}", {"a": image},
+         r"prompt_assets\['b'\]\['rgb'\]\['front'\]: the prompt's \{b\} needs this image"),
+        ("put {a} in {b}", {"a": image, "b": {"rgb": {"front": np.zeros((16, 32), np.uint8)}}},
          r"prompt_assets\['b'\]\['rgb'\]\['front'\]: expected a uint8 image"),
+        (" ".join(f"{{p{i}}}" for i in range(20)), many,
+         r"prompt_assets: 20 prompt images for 4 history slots would be tiled into one image of 62914560 B"),
     ]:  # fmt: skip
-        task = TaskSpec("tabletop", table, VIMA_ACTIONS, prompt="put {a} in {b}", prompt_assets=assets)
+        task = TaskSpec("tabletop", table, VIMA_ACTIONS, prompt=prompt, prompt_assets=assets)
         out.append((task, {"rgb": {"front": image["rgb"]["front"]}}, "invalid_task", message))
     honest_space = gym.spaces.Dict({"rgb": rgb, "pointgoal_with_gps_compass": goal})
     nan_goal = {
