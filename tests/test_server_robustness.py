@@ -417,3 +417,29 @@ def test_prompts_over_the_character_limit_are_refused_at_reset(server):
         assert err.value.code == "invalid_task"
         p.reset(TaskSpec("pointnav", OBS_SPACE, gym.spaces.Discrete(4), prompt="x" * 4096))
         assert p.act(_obs()) in range(4)
+
+
+def test_the_server_runs_numpys_blas_on_one_thread_and_restores_it_on_close():
+    """Image preprocessing is many small matrix products: on a busy CPU, BLAS threads waiting for each
+    other made model calls 5x slower (benchmarks/server.py). The limit is process-wide while serving."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    def set_blas(n: int) -> None:  # from a thread that ends: threadpoolctl lets the next thread take over
+        thread = threading.Thread(target=threadpool_limits, kwargs={"limits": n, "user_api": "blas"})
+        thread.start()
+        thread.join()
+
+    before = max(blas())
+    set_blas(2)  # whatever this machine's default: the server must change it
+    try:
+        assert blas() == {2}
+        with ServerThread(_random_backend(), ServerConfig(port=0)) as running:
+            assert blas() == {1} and fetch_json(running.url)["blas_threads"] == 1
+        assert blas() == {2}
+        with ServerThread(_random_backend(), ServerConfig(port=0, blas_threads=None)):
+            assert blas() == {2}
+    finally:
+        set_blas(before)
