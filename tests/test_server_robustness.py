@@ -263,6 +263,59 @@ def test_client_side_timeout_raises_timeout_error():
         p.close()
 
 
+class _FailsOnZeroDepth(PerSessionBackend):
+    """A policy bug no up-front check knows about: any call holding an all-zero depth image fails."""
+
+    def __init__(self):
+        super().__init__(lambda: RandomPolicy(0), "buggy")
+        self.calls: list[int] = []
+
+    def act_rows(self, key, rows, observations, infos):
+        self.calls.append(len(rows))
+        if any(not o["depth"].any() for o in observations):
+            raise RuntimeError("depth is all zero")
+        return super().act_rows(key, rows, observations, infos)
+
+
+def test_an_unforeseen_policy_failure_is_retried_row_by_row_and_fails_only_its_session():
+    """Two clients in one batch (10 s window: it closes as soon as both wait); the bad row fails the
+    call, the rows are retried one by one, only its session gets policy_error and must reset (its next
+    step is refused without calling the model)."""
+    backend = _FailsOnZeroDepth()
+    barrier = threading.Barrier(2)
+    got: dict[str, object] = {}
+
+    def run(name: str, obs: dict) -> None:
+        with RemotePolicy(running.url, timeout=30) as p:
+            p.reset(TASK)
+            barrier.wait(timeout=10)
+            try:
+                got[name] = p.act(obs)
+            except RemoteError as err:
+                got[name] = err.code
+                calls = len(backend.calls)
+                with pytest.raises(RemoteError, match=r"failed on an earlier step.*reset it"):
+                    p.act(_obs())
+                got["model calls on the refused step"] = len(backend.calls) - calls
+                p.reset(TASK)
+                got["after reset"] = p.act(_obs())
+
+    with ServerThread(backend, ServerConfig(port=0, batch_window_ms=10_000)) as running:
+        threads = [
+            threading.Thread(target=run, args=a)
+            for a in (("honest", _obs()), ("bad", _obs(depth=np.zeros((32, 32, 1), np.float32))))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        metrics = fetch_json(running.url)
+    assert got["honest"] in range(4) and got["bad"] == "policy_error", got
+    assert got["model calls on the refused step"] == 0 and got["after reset"] in range(4), got
+    assert backend.calls[:3] == [2, 1, 1]  # the shared batch, then its rows one by one
+    assert metrics["counters"]["batches_retried_row_by_row"] == 1 and metrics["errors"]["policy_error"] == 2
+
+
 def test_one_connection_serves_many_sessions_and_sessions_are_isolated(server):
     barrier = threading.Barrier(2)
     actions: dict[int, list] = {}
@@ -364,3 +417,29 @@ def test_prompts_over_the_character_limit_are_refused_at_reset(server):
         assert err.value.code == "invalid_task"
         p.reset(TaskSpec("pointnav", OBS_SPACE, gym.spaces.Discrete(4), prompt="x" * 4096))
         assert p.act(_obs()) in range(4)
+
+
+def test_the_server_runs_numpys_blas_on_one_thread_and_restores_it_on_close():
+    """Image preprocessing is many small matrix products: on a busy CPU, BLAS threads waiting for each
+    other made model calls 5x slower (benchmarks/server.py). The limit is process-wide while serving."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    def set_blas(n: int) -> None:  # from a thread that ends: threadpoolctl lets the next thread take over
+        thread = threading.Thread(target=threadpool_limits, kwargs={"limits": n, "user_api": "blas"})
+        thread.start()
+        thread.join()
+
+    before = max(blas())
+    set_blas(2)  # whatever this machine's default: the server must change it
+    try:
+        assert blas() == {2}
+        with ServerThread(_random_backend(), ServerConfig(port=0)) as running:
+            assert blas() == {1} and fetch_json(running.url)["blas_threads"] == 1
+        assert blas() == {2}
+        with ServerThread(_random_backend(), ServerConfig(port=0, blas_threads=None)):
+            assert blas() == {2}
+    finally:
+        set_blas(before)

@@ -66,3 +66,15 @@ def test_a_non_loopback_bind_without_a_token_is_refused(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "refusing to serve on 0.0.0.0 without --token" in err and "--insecure" in err
     assert "Traceback" not in err
+
+
+def test_warm_up_outside_openpi_mode_needs_its_env_and_counts_are_checked(capsys):
+    from agent.cli import main
+
+    assert main(["serve", "--policy", "random", "--port", "0", "--warmup", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--warmup needs --warmup-env ENV" in err and "Traceback" not in err
+    assert main(["serve", "--policy", "random", "--port", "0", "--warmup", "-1"]) == 2
+    assert "--warmup must be >= 0 rows, got -1" in capsys.readouterr().err
+    assert main(["serve", "--policy", "random", "--port", "0", "--blas-threads", "-1"]) == 2
+    assert "--blas-threads must be >= 0, got -1" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol
 
 from agent.server.compiles import compilations
+from agent.server.families import check_task
 from policies.base import TaskSpec
 
 
@@ -66,6 +67,7 @@ class UIO2Backend:
 
         key = (task_family(task.action_space), "audio" in getattr(task.observation_space, "spaces", {}))
         policy = self._policy(key)
+        check_task(task, key[0], policy.view, policy.max_frames)  # refused here, not in a shared batch
         if task.prompt:  # tokenised once per episode, here: a prompt the text window cannot hold is refused
             tokens = len(self.vocab.encode(task.prompt))
             if tokens > policy.text_len - 1:

@@ -87,10 +87,15 @@ def serve(
     insecure: bool = False,
     openpi_env: str | None = None,
     openpi_env_kwargs: dict[str, Any] | None = None,
+    warmup: int | None = None,
+    warmup_env: str | None = None,
+    blas_threads: int = 1,
 ) -> int:
-    """Serve until SIGINT / SIGTERM; returns an exit code."""
+    """Serve until SIGINT / SIGTERM; returns an exit code. `warmup` N: run batch buckets up to N rows
+    of `warmup_env` (default: the openpi env) before binding; None: 1 in openpi mode, else none."""
     from agent.server.protocol import Limits
     from agent.server.server import ServerConfig
+    from agent.server.warmup import WarmUp
 
     if not _is_loopback(host) and not token:
         if not insecure:
@@ -107,6 +112,18 @@ def serve(
         from agent.server.openpi import OpenPIEnv
 
         openpi = OpenPIEnv.from_env(openpi_env, **(openpi_env_kwargs or {}))
+    if blas_threads < 0:
+        raise ValueError(f"--blas-threads must be >= 0, got {blas_threads}")
+    rows = (1 if openpi_env else 0) if warmup is None else warmup
+    if rows < 0:
+        raise ValueError(f"--warmup must be >= 0 rows, got {rows}")
+    plan = None
+    if rows:
+        env = warmup_env or openpi_env
+        if env is None:
+            raise ValueError("--warmup needs --warmup-env ENV (the task to warm up with) outside openpi mode")
+        kwargs = (openpi_env_kwargs or {}) if env == openpi_env else {}
+        plan = WarmUp.from_env(env, rows, **kwargs)
     config = ServerConfig(
         host=host,
         port=port,
@@ -116,6 +133,8 @@ def serve(
         call_timeout_s=call_timeout_s,
         limits=limits,
         openpi=openpi,
+        warmup=plan,
+        blas_threads=blas_threads or None,
     )
     backend = build_backend(policy, model, seed, policy_kwargs)
     asyncio.run(_serve(backend, config))
@@ -147,6 +166,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--openpi-env-kwargs", default="{}", help='JSON for that env, e.g. \'{"width": 128, "height": 128}\''
     )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        metavar="N",
+        help="before accepting connections, run batch buckets 1, 2, 4, ... up to N rows of --warmup-env "
+        "once, so no client pays a compile (default: 1 in openpi mode, else 0)",
+    )
+    p.add_argument("--warmup-env", default=None, help="the env to warm up with (default: --openpi-env)")
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="numpy BLAS threads while serving (image preprocessing is many small matrix products; "
+        "0: leave as is)",
+    )
     p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a batch gathers requests")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--call-timeout", type=float, default=300.0, help="seconds per act request")
@@ -170,6 +205,9 @@ def run_from_args(args: argparse.Namespace, policy_kwargs: dict[str, Any] | None
         insecure=args.insecure,
         openpi_env=args.openpi_env,
         openpi_env_kwargs=_json_map(args.openpi_env_kwargs, "--openpi-env-kwargs"),
+        warmup=args.warmup,
+        warmup_env=args.warmup_env,
+        blas_threads=args.blas_threads,
     )
 
 

@@ -36,6 +36,7 @@ from agent.server.spaces import check_observation, decode_task, task_bytes
 
 if TYPE_CHECKING:
     from agent.server.openpi import OpenPIEnv
+    from agent.server.warmup import WarmUp
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,11 @@ class ServerConfig:
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
     openpi: OpenPIEnv | None = None  # serve openpi clients for this task instead of the native protocol
+    warmup: WarmUp | None = None  # run these batch buckets once before accepting connections
+    # numpy's BLAS threads while serving (process-wide; None: leave them). The model thread's image
+    # preprocessing is many small matrix products: on a busy CPU, BLAS threads waiting for each other
+    # made each model call 5x slower and its p99 / p50 worse (docs/server.md, Benchmark)
+    blas_threads: int | None = 1
 
 
 class PolicyServer:
@@ -73,10 +79,21 @@ class PolicyServer:
         self._space_bytes = 0  # declared by open sessions, plus resets being built
         self._reserved_sessions = 0  # resets being built
         self._client_sessions: Counter[str] = Counter()
+        self.warm_up: dict[str, Any] | None = None  # what the warm-up ran (also in /metrics)
+        self._blas_limits: Any = None
 
     # -- lifecycle --
     async def start(self) -> None:
         cfg = self.config
+        if cfg.blas_threads is not None:
+            self._limit_blas(cfg.blas_threads)
+        if cfg.warmup is not None:  # before binding: no client waits behind a compile
+            from agent.server.warmup import run_warm_up
+
+            log.info("warm-up: compiling the batch buckets before accepting connections")
+            self.warm_up = await asyncio.get_running_loop().run_in_executor(
+                self._executor, run_warm_up, self.backend, cfg.warmup, cfg.max_batch
+            )
         self.batcher = Batcher(
             self.backend,
             self._executor,
@@ -98,6 +115,14 @@ class PolicyServer:
         self._batcher_task = asyncio.create_task(self.batcher.run())
         log.info("policy server (%s) on ws://%s:%d", self.backend.description, cfg.host, self.port)
 
+    def _limit_blas(self, threads: int) -> None:
+        from threadpoolctl import threadpool_info, threadpool_limits
+
+        self._blas_limits = threadpool_limits(limits=threads, user_api="blas")
+        got = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        if got - {threads}:  # threadpoolctl lets one live thread at a time control OpenBLAS
+            log.warning("numpy's BLAS threads stay at %s, not %d: another thread controls them", got, threads)
+
     @property
     def port(self) -> int:
         assert self._server is not None, "start() first"
@@ -116,12 +141,20 @@ class PolicyServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._batcher_task
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._blas_limits is not None:
+            self._blas_limits.restore_original_limits()
+            self._blas_limits = None
+            from threadpoolctl import OpenBLASController  # let another thread set limits again
+
+            getattr(OpenBLASController, "clear_controlling_thread", lambda: None)()
 
     def snapshot(self) -> dict[str, Any]:
         return self.metrics.snapshot(
             sessions=len(self.sessions),
             connections=self._connections,
             declared_space_bytes=self._space_bytes,
+            warm_up=self.warm_up,
+            blas_threads=self.config.blas_threads,
             compilations=getattr(self.backend, "compilations", lambda: None)(),
             policy=self.backend.name,
             model=self.backend.description,
@@ -475,6 +508,14 @@ class ServerThread:
         if self._thread.is_alive() and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(timeout=30)
+
+    def _limit_blas(self, threads: int) -> None:
+        from threadpoolctl import threadpool_info, threadpool_limits
+
+        self._blas_limits = threadpool_limits(limits=threads, user_api="blas")
+        got = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        if got - {threads}:  # threadpoolctl lets one live thread at a time control OpenBLAS
+            log.warning("numpy's BLAS threads stay at %s, not %d: another thread controls them", got, threads)
 
     @property
     def port(self) -> int:
