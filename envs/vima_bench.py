@@ -247,6 +247,10 @@ class VimaOracle:
         self._oracle = env._env.task.oracle(env._env)
 
     def act(self, obs: Any = None, info: Any = None) -> dict[str, np.ndarray] | None:
+        if not self.env._env.task.goals:
+            # every goal done (the episode is over, e.g. an idle row of a --num-envs batch): VIMA-Bench's
+            # oracle would index an empty goal list
+            return None
         action = self._oracle.act(self.env._raw_obs)
         if action is None:
             return None
