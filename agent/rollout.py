@@ -150,6 +150,7 @@ def run_task(
                 if _split(s.env):
                     s.env.step_async(action)  # workers step while the slots after them are sent theirs
                 sent.append((i, s, action, pinfo))
+            restart = []
             for i, s, action, pinfo in sent:
                 step = s.env.step_wait() if _split(s.env) else s.env.step(action)
                 obs, reward, terminated, truncated, info = step
@@ -169,7 +170,9 @@ def run_task(
                         progress.update(1)
                     s.active = False
                     if next_episode < episodes:
-                        policy.reset_row(i, start(begin(i)))
+                        restart.append(begin(i))  # a worker resets while the other slots are handled
+            for i in restart:
+                policy.reset_row(i, start(i))
     finally:
         for s in slots:
             s.env.close()
