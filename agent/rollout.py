@@ -89,6 +89,11 @@ def _result(slot: _Slot, terminated: bool, truncated: bool, info: dict) -> dict[
     return out
 
 
+def _split(env: gym.Env) -> bool:
+    """Envs in worker processes (``VimaProcessEnv``) split step/reset into send and wait."""
+    return hasattr(env, "step_async") and hasattr(env, "reset_async")
+
+
 def run_task(
     entry: EnvEntry,
     policy: Any,
@@ -110,12 +115,19 @@ def run_task(
     needs_oracle = getattr(policy, "name", "") == "oracle"
     next_episode, results = 0, []
 
-    def start(i: int) -> TaskSpec:
+    def begin(i: int) -> int:
+        """Pick the slot's next episode; an env in a worker process (``reset_async``) starts resetting now."""
         nonlocal next_episode
         s = slots[i]
         s.episode, s.seed = next_episode, seed + next_episode
         next_episode += 1
-        s.obs, s.info = s.env.reset(seed=s.seed)
+        if _split(s.env):
+            s.env.reset_async(seed=s.seed)
+        return i
+
+    def start(i: int) -> TaskSpec:
+        s = slots[i]
+        s.obs, s.info = s.env.reset_wait() if _split(s.env) else s.env.reset(seed=s.seed)
         s.steps, s.ret, s.fallbacks, s.none_actions, s.active = 0, 0.0, 0, 0, True
         s.started = time.perf_counter()
         for sink in slot_sinks[i]:
@@ -123,9 +135,10 @@ def run_task(
         return TaskSpec.from_env(s.env, s.info, seed=s.seed, env_id=env_id, with_oracle=needs_oracle)
 
     try:
-        policy.reset_batch([start(i) for i in range(num_envs)])
+        policy.reset_batch([start(i) for i in [begin(i) for i in range(num_envs)]])
         while any(s.active for s in slots):
             actions = policy.act_batch([s.obs for s in slots], [s.info for s in slots])
+            sent = []
             for i, (s, action) in enumerate(zip(slots, actions, strict=True)):
                 if not s.active:
                     continue  # an idle row keeps the batch shape fixed; its output is ignored
@@ -134,7 +147,13 @@ def run_task(
                     s.none_actions += 1
                     action = noop_action(s.env.action_space)
                 s.fallbacks = int(pinfo.get("fallbacks", s.fallbacks))
-                obs, reward, terminated, truncated, info = s.env.step(action)
+                if _split(s.env):
+                    s.env.step_async(action)  # workers step while the slots after them are sent theirs
+                sent.append((i, s, action, pinfo))
+            restart = []
+            for i, s, action, pinfo in sent:
+                step = s.env.step_wait() if _split(s.env) else s.env.step(action)
+                obs, reward, terminated, truncated, info = step
                 s.steps += 1
                 s.ret += float(reward)
                 if max_steps is not None and s.steps >= max_steps and not (terminated or truncated):
@@ -151,7 +170,9 @@ def run_task(
                         progress.update(1)
                     s.active = False
                     if next_episode < episodes:
-                        policy.reset_row(i, start(i))
+                        restart.append(begin(i))  # a worker resets while the other slots are handled
+            for i in restart:
+                policy.reset_row(i, start(i))
     finally:
         for s in slots:
             s.env.close()

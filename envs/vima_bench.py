@@ -247,6 +247,10 @@ class VimaOracle:
         self._oracle = env._env.task.oracle(env._env)
 
     def act(self, obs: Any = None, info: Any = None) -> dict[str, np.ndarray] | None:
+        if not self.env._env.task.goals:
+            # every goal done (the episode is over, e.g. an idle row of a --num-envs batch): VIMA-Bench's
+            # oracle would index an empty goal list
+            return None
         action = self._oracle.act(self.env._raw_obs)
         if action is None:
             return None
@@ -334,22 +338,53 @@ class VimaProcessEnv(gym.Env):
         for key, value in attrs.items():
             setattr(self, key, value)
 
-    def _call(self, cmd: str, args: Any = None) -> Any:
-        if self._proc is None:
+    def _send(self, cmd: str, args: Any = None) -> None:
+        if getattr(self, "_proc", None) is None:
             raise RuntimeError("the env is closed")
+        pending = getattr(self, "_pending", None)
+        if pending is not None:
+            raise RuntimeError(f"a {pending} is still in flight: call {pending}_wait() first")
         self._conn.send((cmd, args))
+        self._pending = cmd
+
+    def _finish(self, cmd: str) -> Any:
+        if getattr(self, "_pending", None) != cmd:
+            raise RuntimeError(f"no {cmd} in flight: call {cmd}_async() first")
+        self._pending = None
         out, attrs = self._recv()
         self._mirror(attrs)
         return out
 
+    def _call(self, cmd: str, args: Any = None) -> Any:
+        self._send(cmd, args)
+        return self._finish(cmd)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.reset_async(seed=seed, options=options)
+        return self.reset_wait()
+
+    def reset_async(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        """Start a reset in the worker and return at once (``reset_wait`` collects it): K workers then reset
+        at the same time."""
         super().reset(seed=seed)
         if seed is None:
             seed = int(self.np_random.integers(0, 2**31 - 1))
-        return self._call("reset", {"seed": seed, "options": options})
+        self._send("reset", {"seed": seed, "options": options})
+
+    def reset_wait(self):
+        return self._finish("reset")
 
     def step(self, action: dict[str, Any]):
-        return self._call("step", sanitize_action(action))
+        self.step_async(action)
+        return self.step_wait()
+
+    def step_async(self, action: dict[str, Any]) -> None:
+        """Send the action and return at once (``step_wait`` collects the result): the rollout sends every
+        slot's action before it waits for any, so K workers step at the same time."""
+        self._send("step", sanitize_action(action))
+
+    def step_wait(self):
+        return self._finish("step")
 
     def render(self) -> np.ndarray | None:
         return self._call("render")

@@ -119,7 +119,7 @@ def test_sweep_rules():
         assert {"swept_obj", "bounds", "constraint"} == set(info["prompt_assets"])
         # pushing a block far past the constraint line is a failure
         body, _slot = task.plan(env.world)[0]
-        beyond = np.array([task.line_x() + 0.06, env.world.xy(body)[1]])
+        beyond = np.array([task.line_x() - 0.06, env.world.xy(body)[1]])
         _, _, terminated, _, info = env.step(make_action(env.world.xy(body), 0.0, beyond, 0.0))
         assert task.violated and terminated and info["failure"]
     finally:

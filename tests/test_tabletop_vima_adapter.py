@@ -186,6 +186,32 @@ def test_num_envs_2_equals_one_env_at_a_time(standin):
     assert one == two and all(e["success"] and e["steps"] == 2 for e in one)
 
 
+def test_process_env_split_step_equals_step(standin):
+    """step_async + step_wait (what the rollout does so that K workers step at once) gives what step gives;
+    a second request while one is in flight is refused instead of reading the wrong answer."""
+    env = VimaProcessEnv("rearrange")
+    try:
+        obs, info = env.reset(seed=4)
+        action = env.make_oracle().act(obs, info)
+        whole = env.step(action)
+        env.reset_async(seed=4)
+        with pytest.raises(RuntimeError, match="reset is still in flight"):
+            env.step(action)
+        env.reset_wait()
+        env.make_oracle()  # the oracle's episode mode, as for the whole step
+        env.step_async(action)
+        with pytest.raises(RuntimeError, match="no reset in flight"):
+            env.reset_wait()
+        split = env.step_wait()
+        for view in ("front", "top"):
+            assert np.array_equal(split[0]["rgb"][view], whole[0]["rgb"][view])
+            assert np.array_equal(split[0]["segm"][view], whole[0]["segm"][view])
+        assert split[1:4] == whole[1:4] and split[4].keys() == whole[4].keys()
+        assert all(pickle.dumps(split[4][k]) == pickle.dumps(v) for k, v in whole[4].items())
+    finally:
+        env.close()
+
+
 def test_process_env_reports_worker_errors(standin):
     with pytest.raises(ValueError, match="unknown VIMA-Bench task"):
         VimaProcessEnv("no_such_task")

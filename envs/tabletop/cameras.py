@@ -1,5 +1,7 @@
-"""Near-orthographic front and top cameras (camera ~1000 m away, tiny field of view) matching the
-benchmark's pixel<->world mapping: top row ~ 247 x - 60, col ~ 252 y + 128; front rows ~ 173 x - 12."""
+"""Near-orthographic front and top cameras placed as VIMA-Bench places its own (its
+``NearPerfectCamera128x256``: camera ~1000 m away, huge focal length): the same eye positions, orientations,
+focal lengths and depth ranges, so a scene projects onto the same pixels. Top: row ~ 251 (x - 0.5) + 64,
+col ~ 251 y + 128; front: the 45-degree view centred on x = 0.41 (VIMA's 0.09 m offset towards the robot)."""
 
 from __future__ import annotations
 
@@ -10,27 +12,31 @@ import pybullet as p
 
 from envs.tabletop.spaces import IMAGE_HEIGHT, IMAGE_WIDTH, VIEWS
 
-DISTANCE = 1000.0
-PIX_PER_M = 247.0
-_FOV_DEG = math.degrees(2.0 * math.atan((IMAGE_HEIGHT / PIX_PER_M) / 2.0 / DISTANCE))
-_TILT = math.radians(45.0)
-# (eye direction from target, target, up vector); top looks straight down with image "up" = -x,
-# front sits in front of the table (+x side) looking back at 45 degrees, so columns grow with y in both.
+# VIMA-Bench's camera configuration, as numbers: eye position, orientation (euler xyz), focal length in
+# pixels (only the focal length sets the field of view; the image centre is the optical axis) and depth range.
+FRONT_OFFSET = 0.09
 _CAMS = {
-    "top": ((0.0, 0.0, 1.0), (0.5 + (64 - 64) / PIX_PER_M, 0.0, 0.0), (-1.0, 0.0, 0.0)),
+    "top": ((0.5, 0.0, 1000.0), (0.0, math.pi, -math.pi / 2), 64e4 // 2.55, (900.0, 1001.0)),
     "front": (
-        (math.cos(_TILT), 0.0, math.sin(_TILT)),
-        (0.44, 0.0, 0.0),
-        (-math.sin(_TILT), 0.0, math.cos(_TILT)),
+        (1000.0 + 0.5 - FRONT_OFFSET, 0.0, 1000.0),
+        (math.pi / 4, math.pi, -math.pi / 2),
+        64e4 // 1.80,
+        (900.0, 10001.0),
     ),
 }
+# pixels per metre on the table plane in the top view (focal length / camera height)
+PIX_PER_M = _CAMS["top"][2] / _CAMS["top"][0][2]
 
 
 def _matrices(view: str) -> tuple[list, list]:
-    d, target, up = _CAMS[view]
-    eye = [target[i] + DISTANCE * d[i] for i in range(3)]
-    vm = p.computeViewMatrix(eye, list(target), list(up))
-    pm = p.computeProjectionMatrixFOV(_FOV_DEG, IMAGE_WIDTH / IMAGE_HEIGHT, DISTANCE - 2.0, DISTANCE + 2.0)
+    """View and projection matrices built the way VIMA-Bench builds them from its camera configuration."""
+    eye, euler, focal, (znear, zfar) = _CAMS[view]
+    rot = np.asarray(p.getMatrixFromQuaternion(p.getQuaternionFromEuler(euler)), np.float64).reshape(3, 3)
+    look = rot @ np.array([0.0, 0.0, 1.0])
+    up = rot @ np.array([0.0, -1.0, 0.0])
+    vm = p.computeViewMatrix(list(eye), [eye[i] + look[i] for i in range(3)], up.tolist())
+    fov = math.degrees(2.0 * math.atan((IMAGE_HEIGHT / 2) / focal))
+    pm = p.computeProjectionMatrixFOV(fov, IMAGE_WIDTH / IMAGE_HEIGHT, znear, zfar)
     return vm, pm
 
 

@@ -163,11 +163,14 @@ class World:
         role: str = "distractor",
         z: float = 0.0,
         fixed: bool | None = None,
+        geometry: Shape | None = None,
     ) -> int:
         """Build the shape from its parts: every part is a fixed link of a tiny collision-free base, so parts
-        can sit anywhere in the object frame (whose origin is the footprint centre at the object's bottom)."""
+        can sit anywhere in the object frame (whose origin is the footprint centre at the object's bottom).
+        ``geometry`` replaces the pool's shape of that name (a task-sized boundary or bar, as VIMA-Bench sizes
+        them per task)."""
         c = self.client
-        shape = SHAPES[shape_name]
+        shape = SHAPES[shape_name] if geometry is None else geometry
         tex = TEXTURES[texture]
         solid = tex.pattern == "solid"
         rgba = [*(np.asarray(tex.colors[0]) / 255.0).tolist(), 1.0] if solid else [1, 1, 1, 1]
@@ -209,6 +212,13 @@ class World:
                 p.changeVisualShape(body, link, textureUniqueId=self.texture_id(texture), physicsClientId=c)
         self.objects[body] = ObjectInfo(body, shape, texture, scale, role)
         return body
+
+    def make_ghost(self, body: int) -> None:
+        """Take a body out of every collision (VIMA-Bench's boundaries and constraint bars have no collision
+        geometry: blocks slide over them)."""
+        c = self.client
+        for link in range(-1, p.getNumJoints(body, physicsClientId=c)):
+            p.setCollisionFilterGroupMask(body, link, 0, 0, physicsClientId=c)
 
     def add_invisible_marker(self) -> int:
         """Invisible, collision-free body: keeps robot ids where the benchmark has them (kinematic mode)."""

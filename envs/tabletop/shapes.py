@@ -4,7 +4,7 @@ polygons, with the rotational symmetry and profile the success checks and reason
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 TWO_PI = 2.0 * math.pi
 
@@ -113,6 +113,33 @@ def _star(r_out: float, r_in: float, h: float) -> tuple[Part, ...]:
         )
         tips.append(Part("prism", (tri, h)))
     return (core, *tips)
+
+
+STRIP = 0.04  # VIMA-Bench's boundary strips and constraint bar: 4 cm wide, 1 mm thick, flat on the table
+STRIP_H = 0.001
+
+
+def three_sided_rectangle(depth: float, width: float) -> Shape:
+    """The sweep tasks' boundary as VIMA-Bench draws it (its square-template.urdf under yaw -pi/2): three flat
+    strips, the closed side towards -x (the robot), open towards +x. ``depth`` (along x) and ``width`` (along
+    y) are measured between strip centres, like VIMA-Bench's sampled size; the side strips end at the back
+    strip's centre line, as there."""
+    h = STRIP_H / 2
+    parts = (
+        Part("box", (STRIP / 2, width / 2, h), (-depth / 2, 0.0, h)),
+        Part("box", (depth / 2, STRIP / 2, h), (0.0, width / 2, h)),
+        Part("box", (depth / 2, STRIP / 2, h), (0.0, -width / 2, h)),
+    )
+    return Shape(
+        "three-sided rectangle", parts, TWO_PI, "U", math.hypot(depth, width) / 2 + STRIP, fixed=True
+    )
+
+
+def line(length: float) -> Shape:
+    """The sweep tasks' constraint: a flat bar ``STRIP`` wide and ``length`` long along y (VIMA-Bench's
+    line-template.urdf under yaw -pi/2)."""
+    part = Part("box", (STRIP / 2, length / 2, STRIP_H / 2), (0.0, 0.0, STRIP_H / 2))
+    return Shape("line", (part,), math.pi, "line", length / 2, fixed=True)
 
 
 def _build_pool() -> dict[str, Shape]:
@@ -288,19 +315,52 @@ def _build_pool() -> dict[str, Shape]:
             0.13,
             fixed=True,
         ),
-        Shape(
-            "three-sided rectangle",
-            _walls(0.06, 0.1, 0.01, 0.02, "new", base=False),
-            TWO_PI,
-            "U",
-            0.12,
-            fixed=True,
-        ),
-        Shape(
-            "line", (Part("box", (0.004, 0.11, 0.0005), (0, 0, 0.0005)),), math.pi, "line", 0.11, fixed=True
-        ),
+        three_sided_rectangle(0.2, 0.2),
+        line(0.25),
     ]
-    return {s.name: s for s in shapes}
+    return {s.name: _scaled(s, VIMA_SCALE.get(s.name, 1.0)) for s in shapes}
+
+
+# Size of each shape relative to the table, set so that its top-view extent in pixels matches VIMA-Bench's
+# (the median larger side of its top-view mask, measured per object on images of the real benchmark:
+# docs/tabletop.md, tests/data/vima_scenes).
+VIMA_SCALE: dict[str, float] = {
+    "block": 1.3,
+    "shorter block": 1.4,
+    "L-shaped block": 1.45,
+    "cross": 1.3,
+    "triangle": 1.4,
+    "pentagon": 1.4,
+    "hexagon": 1.4,
+    "diamond": 1.4,
+    "round": 1.25,
+    "ring": 1.25,
+    "star": 1.2,
+    "flower": 1.35,
+    "heart": 1.5,
+    "letter M": 0.9,
+    "letter T": 1.1,
+    "bowl": 1.3,
+    "frame": 0.85,
+    "square": 1.25,
+    "container": 1.1,
+    "pan": 1.2,
+}
+
+
+def _scaled(shape: Shape, k: float) -> Shape:
+    """The shape with every length (parts, offsets, footprint radius) multiplied by ``k``."""
+    if k == 1.0:
+        return shape
+    parts = []
+    for pt in shape.parts:
+        if pt.kind == "prism":
+            poly, h = pt.dims
+            dims = (tuple((x * k, y * k) for x, y in poly), h * k)
+        else:
+            dims = tuple(d * k for d in pt.dims)
+        parts.append(Part(pt.kind, dims, tuple(v * k for v in pt.pos), pt.yaw))
+    return replace(shape, parts=tuple(parts), radius=shape.radius * k)
 
 
 SHAPES: dict[str, Shape] = _build_pool()

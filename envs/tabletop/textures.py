@@ -67,15 +67,33 @@ def texture_image(tex: Texture) -> np.ndarray:
         rng = np.random.default_rng(7)
         mask = rng.random((n, n)) > 0.6
     elif tex.pattern == "rainbow":
-        bands = np.array(list(COLORS.values())[:7], np.float32)
-        img = bands[(yy // (n / 7)).astype(int).clip(0, 6)]
-        return img.astype(np.uint8)
+        return _rainbow(yy, n)
     else:
         raise ValueError(f"unknown texture pattern {tex.pattern!r}")
     img = np.broadcast_to(c[0], (n, n, 3)).copy()
     if len(c) > 1:
         img[mask] = c[1]
     return img.astype(np.uint8)
+
+
+RAINBOW_PERIODS = 4
+
+
+def _rainbow(yy: np.ndarray, n: int) -> np.ndarray:
+    """A continuous hue gradient (magenta, blue, cyan, green, yellow, red) like VIMA-Bench's rainbow
+    image; it repeats ``RAINBOW_PERIODS`` times down the texture because pybullet maps only part of the
+    texture onto each face of a box, and every face must still show the whole spectrum."""
+    t = (yy * RAINBOW_PERIODS / n) % 1.0
+    hue = (1.0 - t) * 300.0 / 60.0  # degrees / 60: 5 (magenta) down to 0 (red)
+    x = 1.0 - np.abs(hue % 2.0 - 1.0)
+    sector = np.floor(hue).astype(int) % 6
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    table = [(one, x, zero), (x, one, zero), (zero, one, x), (zero, x, one), (x, zero, one), (one, zero, x)]
+    rgb = np.zeros((*yy.shape, 3), np.float32)
+    for k, (r, g, b) in enumerate(table):
+        m = sector == k
+        rgb[m] = np.stack([r[m], g[m], b[m]], -1)
+    return (rgb * 255.0).round().astype(np.uint8)
 
 
 def _build_textures() -> dict[str, Texture]:

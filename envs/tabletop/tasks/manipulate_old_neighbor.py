@@ -9,6 +9,7 @@ import numpy as np
 
 from envs.tabletop.engine import World
 from envs.tabletop.shapes import SHAPES
+from envs.tabletop.spaces import POSITION_HIGH, POSITION_LOW
 from envs.tabletop.tasks.base import Task
 
 # compass directions in the robot frame, as shapes.py names the walls: north +x, south -x, west +y, east -y
@@ -18,7 +19,7 @@ DIRECTIONS: dict[str, np.ndarray] = {
     "west": np.array([0.0, 1.0]),
     "east": np.array([0.0, -1.0]),
 }
-NEIGHBOUR_GAP = (0.12, 0.16)  # centre distance from the dragged object to its neighbour
+NEIGHBOUR_GAP = (0.02, 0.06)  # free gap between the footprints of the dragged object and its neighbour
 
 
 class ManipulateOldNeighbor(Task):
@@ -49,10 +50,12 @@ class ManipulateOldNeighbor(Task):
         shapes = [str(s) for s in rng.choice(pools.dragged_shapes, size=2, replace=False)]
         texes = [str(t) for t in rng.choice(pools.dragged_textures, size=2)]
         r0, r1 = SHAPES[shapes[0]].radius, SHAPES[shapes[1]].radius
-        for _ in range(50):  # the pair first, so that the neighbour lands inside the workspace
-            xy0 = world.sample_free_xy(rng, r0 + 0.17)
-            xy1 = xy0 + u * rng.uniform(*NEIGHBOUR_GAP) + u[::-1] * rng.uniform(-0.03, 0.03)
-            if np.linalg.norm(xy1 - world.xy(self.base)) > SHAPES[b_shape].radius + r1 + 0.03:
+        for _ in range(200):  # the pair first, so that the neighbour lands inside the workspace
+            xy0 = world.sample_free_xy(rng, r0)
+            gap = r0 + r1 + rng.uniform(*NEIGHBOUR_GAP)
+            xy1 = xy0 + u * gap + u[::-1] * rng.uniform(-0.03, 0.03)
+            inside = np.all(xy1 >= POSITION_LOW + r1 + 0.02) and np.all(xy1 <= POSITION_HIGH - r1 - 0.02)
+            if inside and np.linalg.norm(xy1 - world.xy(self.base)) > SHAPES[b_shape].radius + r1 + 0.03:
                 break
         else:
             raise RuntimeError("no room for the pair")

@@ -1,29 +1,37 @@
 """12 sweep_without_exceeding: spatula task, "Sweep two {swept_obj} into {bounds} without exceeding
-{constraint}." The zone is a three-sided rectangle open towards the robot; the constraint line lies inside it,
-so a block pushed too deep crosses the line."""
+{constraint}." Laid out as VIMA-Bench lays it out: the boundary is a large flat three-sided rectangle at the
+robot's side of the table (x = 0.41), open away from the robot; the constraint bar lies across it, and the
+blocks start beyond the opening and are swept towards the robot: a block pushed too deep crosses the bar."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pybullet as p
 
 from envs.tabletop.engine import World
+from envs.tabletop.shapes import STRIP, line, three_sided_rectangle
 from envs.tabletop.tasks.base import Placeholder, SceneObject, Task, make_action
 
 NUMBERS = {1: "one", 2: "two", 3: "three"}
-ZONE_HX, ZONE_HY, WALL = 0.06, 0.10, 0.01  # three-sided rectangle half extents and wall thickness (shapes.py)
-LINE_DX = 0.02  # constraint line x offset from the zone centre
+# VIMA-Bench's geometry: boundary 0.2 m scaled by 1.35 (strip centre to strip centre), its closed side 0.16 m
+# from the workspace's near edge (centre x = 0.41), the bar 0.25 m scaled by 1.35, its centre between 25% and
+# 60% of the boundary's depth from the closed side.
+ZONE_SIZE = 0.2 * 1.35
+ZONE_X = (0.405, 0.42)  # VIMA-Bench: 0.41; the back strip stays on the table
+LINE_LEN = 0.25 * 1.35
+LINE_RANGE = (0.25, 0.6)
 BLOCK_HALF = 0.015
-LANE_MAX = 0.068  # blocks further off the zone axis cannot be pushed straight in
-WALL_TOL = 0.004  # a block resting against a side wall (a rotated cube pokes out a little) is inside
+SLOT_DEPTH = 0.035  # a swept block's centre ends this far inside the opening
+LANES = (-0.07, 0.0, 0.07)
+LANE_MAX = 0.09  # blocks further off the zone axis cannot be pushed straight in
 
 
 class SweepWithoutExceeding(Task):
     """Success: exactly N blocks of the swept texture fully inside the zone (between its opening and the
-    line), none ever touching/crossing the line (checked every 12 sim steps), no other-texture block inside.
-    Failure: too many inside, a wrong block inside, a line violation, or a block leaving the workspace."""
+    bar, and between the side strips' centre lines, as VIMA-Bench's zone), none ever touching/crossing the bar
+    (checked every 12 sim steps), no other-texture block inside. Failure: too many inside, a wrong block
+    inside, a bar violation, or a block leaving the workspace."""
 
     name = "sweep_without_exceeding"
     ee = "spatula"
@@ -34,34 +42,39 @@ class SweepWithoutExceeding(Task):
         super().__init__(*args, **kwargs)
         self.n = 1
         self.zone = np.zeros(2)
+        self.bar_x = 0.0
         self.swept: list[int] = []
         self.others: list[int] = []
         self.violated = False
 
     # ------------------------------------------------------------ geometry
     def line_x(self) -> float:
-        return float(self.zone[0] + LINE_DX)
+        return float(self.bar_x)
+
+    def opening_x(self) -> float:
+        return float(self.zone[0] + ZONE_SIZE / 2)
+
+    def slot_x(self) -> float:
+        return self.opening_x() - SLOT_DEPTH
 
     def inside(self, world: World, body: int) -> bool:
         x, y = world.xy(body)
-        zx, zy = self.zone
         return bool(
-            x - BLOCK_HALF >= zx - ZONE_HX
-            and x + BLOCK_HALF <= self.line_x()
-            and abs(y - zy) + BLOCK_HALF <= ZONE_HY - WALL + WALL_TOL
+            x - BLOCK_HALF >= self.line_x() + STRIP / 2
+            and x + BLOCK_HALF <= self.opening_x()
+            and abs(y - self.zone[1]) + BLOCK_HALF <= ZONE_SIZE / 2
         )
 
     def slots(self) -> list[np.ndarray]:
-        tx = self.zone[0] - ZONE_HX + 0.035
-        return [np.array([tx, self.zone[1] + dy]) for dy in (0.0, -0.05, 0.05)]
+        return [np.array([self.slot_x(), self.zone[1] + dy]) for dy in (0.0, LANES[0], LANES[2])]
 
     def _monitor(self, world: World) -> None:
         for b in self.swept:
             lo, hi = world.aabb(b)
             if (
-                abs(world.xy(b)[1] - self.zone[1]) <= ZONE_HY + BLOCK_HALF
-                and hi[0] >= self.line_x() - 0.004
-                and lo[0] <= self.line_x() + 0.004
+                abs(world.xy(b)[1] - self.zone[1]) <= LINE_LEN / 2 + BLOCK_HALF
+                and hi[0] >= self.line_x() - STRIP / 2 - 0.004
+                and lo[0] <= self.line_x() + STRIP / 2 + 0.004
             ):
                 self.violated = True
 
@@ -74,13 +87,23 @@ class SweepWithoutExceeding(Task):
         other_tex = str(rng.choice([t for t in pools.dragged_textures if t != tex]))
         zone_tex = str(rng.choice(pools.base_textures))
         line_tex = str(rng.choice([t for t in pools.base_textures if t != zone_tex]))
-        self.zone = np.array([rng.uniform(0.60, 0.66), rng.uniform(-0.25, 0.25)])
-        world.add_object("three-sided rectangle", zone_tex, self.zone, 0.0, role="bounds")
-        line = world.add_object("line", line_tex, [self.line_x(), self.zone[1]], 0.0, role="constraint")
-        # collision-free line: it is a constraint to watch, not a wall
-        p.setCollisionFilterGroupMask(line, -1, 0, 0, physicsClientId=world.client)
-        for link in range(p.getNumJoints(line, physicsClientId=world.client)):
-            p.setCollisionFilterGroupMask(line, link, 0, 0, physicsClientId=world.client)
+        self.zone = np.array([rng.uniform(*ZONE_X), rng.uniform(-0.15, 0.15)])
+        lo, hi = (self.zone[0] + (f - 0.5) * ZONE_SIZE for f in LINE_RANGE)
+        self.bar_x = float(rng.uniform(lo, hi))
+        zone = world.add_object(
+            "three-sided rectangle",
+            zone_tex,
+            self.zone,
+            0.0,
+            role="bounds",
+            geometry=three_sided_rectangle(ZONE_SIZE, ZONE_SIZE),
+        )
+        bar = world.add_object(
+            "line", line_tex, [self.bar_x, self.zone[1]], 0.0, role="constraint", geometry=line(LINE_LEN)
+        )
+        # flat and collision-free, as VIMA-Bench's: markings to respect, not walls to lean on
+        world.make_ghost(zone)
+        world.make_ghost(bar)
         counts = [(tex, self.n + int(rng.integers(1, 3))), (other_tex, int(rng.integers(1, 3)))]
         layout = self._layout(rng, [t for t, k in counts for _ in range(k)])
         self.swept, self.others = [], []
@@ -100,22 +123,22 @@ class SweepWithoutExceeding(Task):
         }
 
     def _layout(self, rng: np.random.Generator, textures: list[str]) -> list[tuple[str, np.ndarray]]:
-        """Block positions in front of the opening; the first N (swept texture) start in distinct lanes
-        that lead straight into the zone, and the layout is redrawn until a clear plan exists."""
-        zx, zy = self.zone
+        """Block positions beyond the opening (VIMA-Bench's blocks start at x 0.57-0.75); the first N (swept
+        texture) start in distinct lanes that lead straight into the zone, and the layout is redrawn until a
+        clear plan exists."""
+        zy = self.zone[1]
+        x_lo, x_hi = self.opening_x() + 0.07, 0.73
         for _ in range(100):
-            lanes = rng.choice([-0.06, 0.0, 0.06], size=self.n, replace=False)
+            lanes = rng.choice(LANES, size=self.n, replace=False)
             placed: list[np.ndarray] = []
             ok = True
             for i, _t in enumerate(textures):
                 for _ in range(200):
                     if i < self.n:
-                        xy = np.array(
-                            [rng.uniform(0.30, zx - 0.16), zy + lanes[i] + rng.uniform(-0.004, 0.004)]
-                        )
+                        xy = np.array([rng.uniform(x_lo, x_hi), zy + lanes[i] + rng.uniform(-0.004, 0.004)])
                     else:
                         xy = np.array(
-                            [rng.uniform(0.30, zx - 0.16), np.clip(zy + rng.uniform(-0.2, 0.2), -0.45, 0.45)]
+                            [rng.uniform(x_lo, x_hi), np.clip(zy + rng.uniform(-0.25, 0.25), -0.45, 0.45)]
                         )
                     if all(np.linalg.norm(xy - q) > 0.07 for q in placed):
                         break
@@ -146,23 +169,24 @@ class SweepWithoutExceeding(Task):
     def _plan_xy(
         self, pos: dict[int, np.ndarray], candidates: list[int], done: int
     ) -> list[tuple[int, np.ndarray]]:
-        """Greedy straight pushes along +x into the zone, each with a corridor clear of other blocks."""
+        """Greedy straight pushes along -x into the zone, nearest block first, each with a corridor clear of
+        other blocks."""
         pos = dict(pos)
         remaining = list(candidates)
-        tx = self.zone[0] - ZONE_HX + 0.035
+        tx = self.slot_x()
         out: list[tuple[int, np.ndarray]] = []
         while done + len(out) < self.n:
             options = []
             for b in remaining:
                 dy = pos[b][1] - self.zone[1]
-                if abs(dy) > LANE_MAX or pos[b][0] > tx - 0.05:
+                if abs(dy) > LANE_MAX or pos[b][0] < tx + 0.05:
                     continue
                 slot = np.array([tx, pos[b][1]])
                 if self._clear(pos, b, slot):
                     options.append((float(pos[b][0]), b, slot))
             if not options:
                 break
-            _, b, slot = max(options, key=lambda o: o[0])
+            _, b, slot = min(options, key=lambda o: o[0])
             out.append((b, slot))
             remaining.remove(b)
             pos[b] = slot
@@ -170,10 +194,11 @@ class SweepWithoutExceeding(Task):
 
     @staticmethod
     def _clear(pos: dict[int, np.ndarray], body: int, slot: np.ndarray) -> bool:
+        """Nothing within a block's width of the push path, from behind the blade to past the slot."""
         a = pos[body]
-        length = float(slot[0] - a[0])
+        length = float(a[0] - slot[0])
         for other, q in pos.items():
-            if other != body and -0.07 <= q[0] - a[0] <= length + 0.03 and abs(q[1] - a[1]) < 0.043:
+            if other != body and -0.07 <= a[0] - q[0] <= length + 0.03 and abs(q[1] - a[1]) < 0.043:
                 return False
         return True
 

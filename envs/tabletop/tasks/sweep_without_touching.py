@@ -1,31 +1,37 @@
 """13 sweep_without_touching: spatula task, "Sweep {one|two|all} {swept_obj} into {bounds} without touching
-{constraint}." The constraint line lies across half of the approach to the zone's opening, so blocks that
-start behind it must first be pushed sideways into the free half (held-out L4 family)."""
+{constraint}." Laid out at VIMA-Bench's scale: the boundary is a flat three-sided rectangle at the robot's
+side of the table (0.172 m deep, 0.3 m wide, centre x = 0.39), open away from the robot, and the constraint
+bar lies just outside its opening. Ours blocks half of the opening (VIMA-Bench centres it), so blocks that
+start behind the bar must first be pushed sideways into the free half (held-out L4 family)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pybullet as p
 
 from envs.tabletop.engine import World
+from envs.tabletop.shapes import STRIP, line, three_sided_rectangle
 from envs.tabletop.tasks.base import Placeholder, SceneObject, Task, make_action
-from envs.tabletop.tasks.sweep_without_exceeding import BLOCK_HALF, NUMBERS, WALL, WALL_TOL, ZONE_HX, ZONE_HY
+from envs.tabletop.tasks.sweep_without_exceeding import BLOCK_HALF, NUMBERS, SLOT_DEPTH
 
-LINE_HALF = 0.11  # half length of the "line" shape (shapes.py)
-LINE_GAP = 0.14  # the line lies this far in front of the zone centre (x)
-LINE_END = 0.005  # its inner end stops this far past the zone axis, on the blocked side
+# VIMA-Bench's geometry: the 0.2 m boundary scaled by 0.86 in depth and 1.5 in width, its closed side 0.14 m
+# from the workspace's near edge; the bar touches the opening. Its bar renders 47 px (0.19 m) long in this
+# task (measured on seeds 0-2, docs/tabletop.md), although its size range says 0.25 m: ours is what it shows.
+ZONE_DEPTH, ZONE_WIDTH = 0.2 * 0.86, 0.2 * 1.5
+ZONE_X = (0.38, 0.40)
+LINE_LEN = 0.1875
+LINE_END = 0.005  # the bar's inner end stops this far past the zone axis, on the blocked side
 LANES = (0.035, 0.07)  # free lanes: y offsets from the zone axis on the open side, one per block
-TOUCH = 0.004  # AABB clearance that still counts as touching the line
+TOUCH = 0.004  # AABB clearance that still counts as touching the bar
 
 
 class SweepWithoutTouching(Task):
     """Success: at least the requested number (all of them for "all") of swept-texture blocks fully inside
-    the zone, none ever touching the line (its AABB within 4 mm of the line's, checked every 12 sim steps),
-    the other-texture block outside. Failure: a touch, the other block inside, or a block leaving the
-    workspace. Our layout differs from the benchmark's (zone far from the robot, line across half of its
-    approach), the rules are the same."""
+    the zone (between the opening and the back strip's centre line, and between the side strips' centre
+    lines), none ever touching the bar (its AABB within 4 mm of the bar's, checked every 12 sim steps), the
+    other-texture block outside. Failure: a touch, the other block inside, or a block leaving the
+    workspace."""
 
     name = "sweep_without_touching"
     ee = "spatula"
@@ -35,7 +41,7 @@ class SweepWithoutTouching(Task):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.zone = np.zeros(2)
-        self.side = 1.0  # +1: the line blocks the +y half of the approach
+        self.side = 1.0  # +1: the bar blocks the +y half of the opening
         self.line = -1
         self.swept: list[int] = []
         self.others: list[int] = []
@@ -44,13 +50,16 @@ class SweepWithoutTouching(Task):
         self.touched = False
 
     # ------------------------------------------------------------ geometry
+    def opening_x(self) -> float:
+        return float(self.zone[0] + ZONE_DEPTH / 2)
+
     def inside(self, world: World, body: int) -> bool:
         x, y = world.xy(body)
         zx, zy = self.zone
         return bool(
-            x - BLOCK_HALF >= zx - ZONE_HX
-            and x + BLOCK_HALF <= zx + ZONE_HX - WALL + WALL_TOL
-            and abs(y - zy) + BLOCK_HALF <= ZONE_HY - WALL + WALL_TOL
+            x - BLOCK_HALF >= zx - ZONE_DEPTH / 2
+            and x + BLOCK_HALF <= self.opening_x()
+            and abs(y - zy) + BLOCK_HALF <= ZONE_WIDTH / 2
         )
 
     def _monitor(self, world: World) -> None:
@@ -74,21 +83,31 @@ class SweepWithoutTouching(Task):
         zone_tex = str(rng.choice(pools.base_textures))
         line_tex = str(rng.choice([t for t in pools.base_textures if t != zone_tex]))
         self.side = float(rng.choice([-1.0, 1.0]))
-        self.zone = np.array([rng.uniform(0.62, 0.66), self.side * -rng.uniform(0.0, 0.22)])
-        zx, zy = self.zone
+        self.zone = np.array([rng.uniform(*ZONE_X), self.side * -rng.uniform(0.0, 0.15)])
+        zy = self.zone[1]
         s = self.side
-        world.add_object("three-sided rectangle", zone_tex, self.zone, 0.0, role="bounds")
-        line_xy = [zx - LINE_GAP, zy + s * (LINE_HALF + LINE_END)]
-        self.line = world.add_object("line", line_tex, line_xy, 0.0, role="constraint")
-        # collision-free line: a constraint to respect, not a wall to lean on
-        p.setCollisionFilterGroupMask(self.line, -1, 0, 0, physicsClientId=world.client)
-        for link in range(p.getNumJoints(self.line, physicsClientId=world.client)):
-            p.setCollisionFilterGroupMask(self.line, link, 0, 0, physicsClientId=world.client)
+        zone = world.add_object(
+            "three-sided rectangle",
+            zone_tex,
+            self.zone,
+            0.0,
+            role="bounds",
+            geometry=three_sided_rectangle(ZONE_DEPTH, ZONE_WIDTH),
+        )
+        line_x = self.opening_x() + STRIP / 2
+        line_xy = [line_x, zy + s * (LINE_LEN / 2 + LINE_END)]
+        self.line = world.add_object(
+            "line", line_tex, line_xy, 0.0, role="constraint", geometry=line(LINE_LEN)
+        )
+        # flat and collision-free, as VIMA-Bench's: markings to respect, not walls to lean on
+        world.make_ghost(zone)
+        world.make_ghost(self.line)
         n = int(rng.integers(1, len(LANES) + 1))
-        # swept blocks start behind the line, at distinct depths so their sideways pushes never meet
-        xs = rng.choice(np.arange(0.31, zx - LINE_GAP - 0.055, 0.07), size=n, replace=False)
+        # swept blocks start behind the bar, at distinct depths so their sideways pushes never meet; the one
+        # nearest the zone goes first, into the lane nearest the axis
+        xs = rng.choice(np.arange(line_x + STRIP / 2 + 0.05, 0.73, 0.07), size=n, replace=False)
         self.swept, self.lane_of = [], {}
-        for i, x in enumerate(sorted(xs, reverse=True)):
+        for i, x in enumerate(sorted(xs)):
             y = zy + s * rng.uniform(0.05, 0.13)
             b = world.add_object("small block", tex, [x, y], float(rng.uniform(0, math.pi / 2)), role="swept")
             self.swept.append(b)
@@ -126,7 +145,7 @@ class SweepWithoutTouching(Task):
     # ------------------------------------------------------------ oracle
     def oracle_action(self, world: World, rng: np.random.Generator) -> dict | None:
         """Block by block (deepest first): sideways into its free lane, then straight into the zone."""
-        slot_x = self.zone[0] - ZONE_HX + 0.035
+        slot_x = self.opening_x() - SLOT_DEPTH
         if sum(self.inside(world, b) for b in self.swept) >= self.n_required:
             return None
         for b in self.swept:
