@@ -1,6 +1,7 @@
 """Trainer.fit builds batches in a background thread and reads metrics once per log interval: the
 losses are those of one synchronous step at a time, and a failing batch is raised, never a hang.
-The loss falls on a fixed batch (one trainer, one compile, for every test here)."""
+The loss falls on a fixed batch. One trainer (one compile) serves every test here: bfloat16 compute
+(`uio2 train --dtype bfloat16`) with packing (`--pack 16,8`: two examples a row)."""
 
 import dataclasses
 
@@ -23,9 +24,11 @@ def batch_at(position: int) -> dict:
 
 @pytest.fixture(scope="module")
 def trainer(tiny_cfg):
-    """One trainer (one compile) for every run here; `_fresh` puts back its initial state."""
-    cfg = TrainConfig(steps=5, log_every=2, optimizer=OptimizerConfig(learning_rate=3e-2, warmup_steps=2))
-    t = Trainer(build_model(tiny_cfg, with_vqgan=False), cfg)
+    """One trainer for every run here (`_fresh` puts back its initial state). Rows hold 8 prompt and at
+    most 3 answer tokens, so the packing budgets fit a pair exactly: no token is cut."""
+    cfg = TrainConfig(steps=5, log_every=2, pack=(16, 8),
+                      optimizer=OptimizerConfig(learning_rate=3e-2, warmup_steps=2))  # fmt: skip
+    t = Trainer(build_model(tiny_cfg.replace(dtype="bfloat16"), with_vqgan=False), cfg)
     t.init = jax.tree.map(jnp.copy, t.state)
     return t
 
@@ -46,6 +49,8 @@ def test_prefetched_fit_gives_the_losses_of_single_steps(trainer):
         fits[depth] = [m["loss"] for m in history]
     assert fits[2] == fits[0] == single
     assert len(set(single)) == 5  # the batches differ: a wrong order would change the losses
+    assert all(np.isfinite(single)) and all(m["pack_cut_tokens"] == 0 for m in history)
+    assert {x.dtype for x in jax.tree.leaves(trainer.state["params"])} == {jnp.dtype("float32")}
 
 
 def test_a_failing_batch_is_raised_not_hung(trainer):
@@ -67,3 +72,4 @@ def test_loss_decreases_on_a_fixed_batch(trainer):
     history = _fresh(trainer, steps=12).fit(lambda _: batch, resume=False, progress=False)
     assert history[-1]["loss"] < 0.3 * history[0]["loss"]
     assert history[-1]["text_accuracy"] == 1.0
+

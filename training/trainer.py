@@ -30,7 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from training.objective import Z_LOSS, uio2_loss
 from training.optimizer import OptimizerConfig, make_optimizer
-from training.packing import pack_inputs, pack_targets
+from training.packing import pack_inputs_counted, pack_targets
 from training.sharding import make_mesh, opt_state_shardings, param_shardings, shard_batch
 from uio2_core.batch import MASK_KEYS, MODALITY_KEYS
 from uio2_core.model import TARGET_MODALITIES, UIO2Model
@@ -141,13 +141,19 @@ class Trainer:
     def _loss(self, params: dict, batch: dict) -> tuple[jax.Array, dict]:
         inputs, targets, masks, segments = split_batch(batch)
         model = self.merged_model(params)
+        cut = None
         if self.cfg.pack is not None:
-            enc = pack_inputs(model, inputs, self.cfg.pack[0])
+            enc, cut = pack_inputs_counted(model, inputs, self.cfg.pack[0])
+            valid = sum(jnp.sum(m.astype(jnp.int32)) for m in masks.values())
             targets, masks, segments = pack_targets(targets, masks, self.cfg.pack[1])
+            cut += valid - sum(jnp.sum(m.astype(jnp.int32)) for m in masks.values())
         else:
             enc = model.encode_sequence(model.embed_inputs(inputs), batch.get("segments/inputs"))
         logits = model.decode(enc, targets, masks, segments or None)
-        return uio2_loss(logits, targets, masks, self.cfg.z_loss)
+        loss, metrics = uio2_loss(logits, targets, masks, self.cfg.z_loss)
+        if cut is not None:  # valid tokens over the packing budgets: they were not trained on
+            metrics["pack_cut_tokens"] = cut.astype(jnp.float32)
+        return loss, metrics
 
     def _train_step(self, state: dict, batch: dict) -> tuple[dict, dict]:
         (_, metrics), grads = jax.value_and_grad(self._loss, has_aux=True)(state["params"], batch)
@@ -260,6 +266,7 @@ class Trainer:
         position = self.step_count  # kept on the host: reading state["step"] would wait for each step
         batches = _Batches(batch_at, self.put, position, self.cfg.steps, self.cfg.prefetch)
         pending: list[tuple[int, dict]] = []  # (step, metrics still on the devices)
+        warned: list[int] = []  # the step whose packing cut tokens was reported (once per fit)
         since = time.perf_counter()
 
         def flush(bar: Any) -> None:
@@ -276,6 +283,11 @@ class Trainer:
                 metrics.update(step=step, seconds=seconds)
                 if not np.isfinite(metrics["loss"]):
                     raise FloatingPointError(f"loss became {metrics['loss']} at step {step}")
+                if metrics.get("pack_cut_tokens", 0) > 0 and not warned:
+                    warned.append(step)
+                    log.warning("step %d: %d valid tokens did not fit the packing budgets %s and were cut "
+                                "(metrics.jsonl: pack_cut_tokens)", step, metrics["pack_cut_tokens"],
+                                self.cfg.pack)  # fmt: skip
                 history.append(metrics)
                 if metrics_file is not None:
                     metrics_file.write(json.dumps(metrics) + "\n")
