@@ -233,10 +233,11 @@ class InputBuilder:
             "image_history_mask": hist.masks.reshape(self.max_frames, -1),
         }
         if self.with_audio:
-            out.update(self._audio_arrays(ex))
+            out.update(self.audio_arrays(ex))
         return out
 
-    def _audio_arrays(self, ex: Example) -> dict[str, np.ndarray]:
+    def audio_arrays(self, ex: Example) -> dict[str, np.ndarray]:
+        """The audio and audio-history arrays of `ex` (zeros where it has none)."""
         def segment(wave: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
             seg = np.zeros(SEGMENT_SAMPLES, np.float32)
             if wave is not None and wave.size:

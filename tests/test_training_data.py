@@ -58,6 +58,15 @@ def tabletop(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def audio_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "pointnav-audio"
+    argv = ["collect", "--env", "pointnav-audio", "--policy", "oracle", "--episodes", "1", "--seed", "0"]
+    assert main([*argv, "--out", str(root), "--env.width=32", "--env.height=32",
+                 "--env.max_episode_steps=6"]) == 0  # fmt: skip
+    return root
+
+
 def _reference_rows(data: TrainingData, k: int) -> list[tuple[dict, np.ndarray]]:
     """Every step of dataset k through the per-episode reference builder (the policy's replay)."""
     d, rows = data.datasets[k], []
@@ -90,3 +99,19 @@ def test_indexed_steps_equal_the_reference_replay(dataset, tabletop, tiny_cfg, t
         assert all(r["shortened"] == r["truncated"] == 0 for r in report)
     batch = data.batch_at(0)
     assert batch["text"].shape == (4, text_len) and batch["targets/text"].shape == (4, 32)
+    np.testing.assert_array_equal(data.batch_at(0)["image"], batch["image"])  # from the frame cache
+
+
+def test_audio_steps_equal_the_reference_replay_and_do_not_mix_with_silent_ones(
+    audio_dataset, dataset, tiny_cfg
+):
+    builder = ExampleBuilder(tiny_cfg, tiny_vocabulary(), text_len=128, target_len=8)
+    data = TrainingData([str(audio_dataset)], builder, batch_size=2)
+    for i, (inputs, targets) in enumerate(_reference_rows(data, 0)):
+        arrays, got_targets = data.example(0, i)
+        assert sorted(arrays) == sorted(inputs) and "audio_history" in arrays
+        for key in inputs:
+            np.testing.assert_array_equal(arrays[key], inputs[key], err_msg=f"step {i} {key}")
+        np.testing.assert_array_equal(got_targets, targets)
+    with pytest.raises(DatasetError, match="all with audio or all without"):
+        TrainingData([str(audio_dataset), str(dataset)], builder, batch_size=2)

@@ -10,10 +10,11 @@ uniformly with an RNG seeded by (seed, k). Resuming at position k needs nothing 
 
 Every step is indexed once, when the data is opened: its prompt tokens and target tokens are stored
 (int32 arrays), its main image and history frames as references to the recorded uint8 frames (never
-copies). A batch row then only resizes and normalises its frames (the policy's own `InputBuilder`
-code), so sampling steps uniformly over any number of episodes costs the same per row. Memory: the
-recorded frames (uint8) of the views the model sees, plus (text_len + target_len) * 4 bytes a step
-(`TrainingData.memory_bytes`, logged when the data is opened).
+copies). A frame is resized and normalised (the policy's preprocessing) the first time a batch uses
+it and kept, up to `frame_cache_mb`; after that a row is a few array copies, so sampling steps
+uniformly over any number of episodes costs the same per row. Memory: the recorded frames (uint8)
+of the views the model sees, (text_len + target_len) * 4 bytes a step (`TrainingData.memory_bytes`,
+logged when the data is opened), plus at most `frame_cache_mb` of preprocessed frames.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from policies.prompting import (
 from training.dataset import open_dataset
 from training.features import action_from_row
 from uio2_core.config import UIO2Config
+from uio2_core.preprocessing import preprocess_history_frames, preprocess_image_input
 from uio2_core.vocab import EOS_ID, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -198,6 +200,25 @@ def _index_episode(builder: ExampleBuilder, ep: dict[str, np.ndarray], extra: di
     return records, tokens, targets, shortened, truncated
 
 
+class _FrameCache:
+    """Preprocessed frames by the identity of the recorded array they come from (the step records keep
+    every one alive), until `max_bytes` are held; frames beyond that are preprocessed each time."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.items: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self.max_bytes, self.bytes = max_bytes, 0
+
+    def get(self, frame: np.ndarray, kind: str, make: Any) -> tuple[np.ndarray, np.ndarray]:
+        key = (id(frame), kind)
+        hit = self.items.get(key)
+        if hit is None:
+            hit = make(frame)
+            size = hit[0].nbytes + hit[1].nbytes
+            if self.bytes + size <= self.max_bytes:
+                self.items[key], self.bytes = hit, self.bytes + size
+        return hit
+
+
 class TrainingData:
     """Weighted mixture of recorded datasets -> deterministic batches (`batch_at(position)`).
 
@@ -205,7 +226,8 @@ class TrainingData:
     inputs (all with audio or all without)."""
 
     def __init__(self, paths: Sequence[str], builder: ExampleBuilder, batch_size: int, *, seed: int = 0,
-                 weights: Sequence[float] | None = None, skip_bad_episodes: bool = False):  # fmt: skip
+                 weights: Sequence[float] | None = None, skip_bad_episodes: bool = False,
+                 frame_cache_mb: float = 2048):  # fmt: skip
         if not paths:
             raise DatasetError("no dataset given")
         self.builder, self.batch_size, self.seed = builder, batch_size, seed
@@ -223,10 +245,8 @@ class TrainingData:
                 f"datasets {self.paths} give different model inputs "
                 f"({[sorted(ix.input_keys) for ix in self.indexed]}): mix ones all with audio or all without"
             )
-        self._inputs = {
-            with_audio: InputBuilder(builder.cfg, builder.vocab, builder.text_len, builder.max_frames,
-                                     with_audio=with_audio) for with_audio in (False, True)
-        }  # fmt: skip
+        self._audio = InputBuilder(builder.cfg, builder.vocab, builder.text_len, builder.max_frames, True)
+        self.frames = _FrameCache(int(frame_cache_mb * 1e6))
         log.info("training data: %d steps indexed, %.1f MB", self.num_steps, self.memory_bytes / 1e6)
 
     def _index(self, k: int, skip_bad_episodes: bool) -> _IndexedDataset:
@@ -288,11 +308,31 @@ class TrainingData:
         return [{"data": p, "steps": len(ix.steps), "shortened": ix.shortened, "truncated": ix.truncated}
                 for p, ix in zip(self.paths, self.indexed, strict=True)]  # fmt: skip
 
+    def _main_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.builder.cfg
+        pre = preprocess_image_input(image, cfg.image_input_size, cfg.image_vit.patch_size)
+        return pre.image, pre.mask.reshape(-1)
+
+    def _history_frame(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.builder.cfg  # one frame alone: each frame of a history is preprocessed on its own
+        pre = preprocess_history_frames([frame], cfg.image_history_size, 1, cfg.image_vit.patch_size)
+        return pre.images[0], pre.masks[0].reshape(-1)
+
     def example(self, dataset: int, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """(model arrays, target tokens) of the `index`-th step of `dataset`."""
-        ix = self.indexed[dataset]
+        """(model arrays, target tokens) of the `index`-th step of `dataset`: what `InputBuilder.arrays`
+        makes of the policy's example at that step (tests/test_training_data.py checks it)."""
+        ix, cfg, slots = self.indexed[dataset], self.builder.cfg, self.builder.max_frames
         record = ix.records[index]
-        arrays = self._inputs[record.audio is not None].arrays(record.example(), ix.tokens[index])
+        image, image_mask = self.frames.get(record.image, "image", self._main_image)
+        size, cells = cfg.image_history_size, (cfg.image_history_size // cfg.image_vit.patch_size) ** 2
+        history = np.zeros((slots, size, size, 3), np.float32)
+        history_mask = np.zeros((slots, cells), bool)
+        for slot, frame in enumerate(record.history):
+            history[slot], history_mask[slot] = self.frames.get(frame, "history", self._history_frame)
+        arrays = {"text": ix.tokens[index], "image": image, "image_mask": image_mask,
+                  "image_history": history, "image_history_mask": history_mask}  # fmt: skip
+        if record.audio is not None:
+            arrays.update(self._audio.audio_arrays(record.example()))
         return arrays, ix.targets[index]
 
     def batch_at(self, position: int) -> dict[str, np.ndarray]:
