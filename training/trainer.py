@@ -255,7 +255,11 @@ class Trainer:
         on_checkpoint: Callable[[Trainer], None] | None = None,
     ) -> list[dict]:
         """Train to `cfg.steps`; batch k is `batch_at(k)`. Appends metrics to OUT/metrics.jsonl and
-        calls `on_checkpoint(self)` after every checkpoint (e.g. an evaluation by rollouts)."""
+        calls `on_checkpoint(self)` after every checkpoint (e.g. an evaluation by rollouts).
+
+        The devices are never waited for inside the interval: batches come from a background thread
+        (`cfg.prefetch` ahead) and each step's metrics are read every `cfg.log_every` steps and at
+        checkpoints (one line a step all the same; `seconds` is the interval's mean a step)."""
         from tqdm import tqdm
 
         if resume and self.restore_latest():
