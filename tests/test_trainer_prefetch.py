@@ -34,7 +34,8 @@ def trainer(tiny_cfg):
 
 
 def _fresh(trainer: Trainer, **changes) -> Trainer:
-    trainer.state = jax.tree.map(jnp.copy, trainer.init)
+    # laid out as the step's own outputs: another layout of the same values would compile it again
+    trainer.state = jax.device_put(jax.tree.map(jnp.copy, trainer.init), trainer.state_shardings)
     trainer.cfg = dataclasses.replace(trainer.cfg, **changes)
     return trainer
 
