@@ -231,6 +231,16 @@ def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
     return run
 
 
+def _pack(spec: str | None) -> tuple[int, int] | None:
+    """`--pack ENC,DEC` -> (encoder, decoder) token budgets of a packed row."""
+    if spec is None:
+        return None
+    parts = spec.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise OptionError(f"--pack takes two token budgets ENCODER,DECODER (e.g. 320,24), not {spec!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> int:
     from training.denoising_sources import parse_denoise
     from training.run import train
@@ -244,7 +254,7 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
                     learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, mesh=mesh,
                     distributed=args.distributed, tokenizer=args.tokenizer, evaluate=evaluate,
                     checkpoint_every=args.eval_every, denoise=parse_denoise(args.denoise),
-                    remat=args.remat)  # fmt: skip
+                    remat=args.remat, dtype=args.dtype, pack=_pack(args.pack))  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -343,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--remat", choices=["none", "layer"], default="none",
                     help="activation checkpointing: recompute each layer in the backward pass")  # fmt: skip
+    tr.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="compute dtype (parameters and optimiser state stay float32)")  # fmt: skip
+    tr.add_argument("--pack", default=None, metavar="ENC,DEC",
+                    help="two examples per row, valid tokens compacted to these encoder,decoder budgets "
+                         "(even --batch-size; tokens over a budget are cut and counted)")  # fmt: skip
     tr.set_defaults(func=_cmd_train, dotted=True)
 
     from training.plan import add_arguments as add_plan_arguments

@@ -4,6 +4,8 @@
     python benchmarks/train_step.py --model tiny --devices 4          # 4 simulated CPU devices
     python benchmarks/train_step.py --model large --layers 4 --batch 2
     python benchmarks/train_step.py --model large --layers 4 --batch 2 --remat layer   # recompute layers
+    python benchmarks/train_step.py --data VIMA_DIR,POINTNAV_DIR   # real batches: the data's share of a
+                                                                   # step, before/after (train_data.py)
 
 Prints one JSON object: step time, examples/s, the step's FLOPs (XLA's cost analysis), achieved
 FLOP/s and that as a fraction of a dense-matmul peak measured in the same run on the same device.
@@ -30,6 +32,10 @@ from uio2_core.model import build_model
 
 
 def main() -> None:
+    if "--data" in sys.argv:  # recorded datasets: the host's share of a step (benchmarks/train_data.py)
+        from train_data import main as data_main
+
+        return data_main()
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="tiny")
     p.add_argument("--layers", type=int, default=None)

@@ -185,21 +185,34 @@ class InputBuilder:
         """Ids + EOS padded to `text_len`. Too long: the oldest history steps are left out first
         (`shorten`), so the instruction and the newest steps stay; only an instruction that alone is
         too long loses its end (with a warning)."""
+        out, skip, cut = self.fitted_tokens(text, shorten, steps)
+        if skip:
+            log.info("prompt over text_len %d: its %d oldest history steps left out", self.text_len, skip)
+        if cut:
+            log.warning("prompt of %d tokens truncated to %d", cut, self.text_len)
+        return out
+
+    def fitted_tokens(
+        self, text: str, shorten: Callable[[int], str] | None = None, steps: int = 0
+    ) -> tuple[np.ndarray, int, int]:
+        """`tokens` without the logging: (ids, history steps left out, tokens before the cut or 0), so
+        that training can count and report what it shortened instead of logging every step."""
         ids = self.vocab.encode(text)
         skip = 0
         while len(ids) > self.text_len - 1 and shorten is not None and skip < steps:
             skip += 1
             ids = self.vocab.encode(shorten(skip))
-        if skip:
-            log.info("prompt over text_len %d: its %d oldest history steps left out", self.text_len, skip)
+        cut = 0
         if len(ids) > self.text_len - 1:
-            log.warning("prompt of %d tokens truncated to %d", len(ids) + 1, self.text_len)
+            cut = len(ids) + 1
             ids = ids[: self.text_len - 1]
         out = np.zeros(self.text_len, np.int32)
         out[: len(ids) + 1] = [*ids, EOS_ID]
-        return out
+        return out, skip, cut
 
-    def arrays(self, ex: Example) -> dict[str, np.ndarray]:
+    def arrays(self, ex: Example, tokens: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Model arrays of `ex`; `tokens` (from `tokens`/`fitted_tokens` of its text) skips tokenizing
+        again (training tokenizes each recorded step once)."""
         cfg = self.cfg
         if ex.image is None:
             raise ValueError("the UIO2 policy needs a main image in every example")
@@ -213,17 +226,18 @@ class InputBuilder:
             pad_to_max=True,
         )  # fmt: skip
         out = {
-            "text": self.tokens(ex.text, ex.shorten, ex.steps),
+            "text": self.tokens(ex.text, ex.shorten, ex.steps) if tokens is None else tokens,
             "image": image.image,
             "image_mask": image.mask.reshape(-1),
             "image_history": hist.images,
             "image_history_mask": hist.masks.reshape(self.max_frames, -1),
         }
         if self.with_audio:
-            out.update(self._audio_arrays(ex))
+            out.update(self.audio_arrays(ex))
         return out
 
-    def _audio_arrays(self, ex: Example) -> dict[str, np.ndarray]:
+    def audio_arrays(self, ex: Example) -> dict[str, np.ndarray]:
+        """The audio and audio-history arrays of `ex` (zeros where it has none)."""
         def segment(wave: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
             seg = np.zeros(SEGMENT_SAMPLES, np.float32)
             if wave is not None and wave.size:

@@ -84,6 +84,12 @@ CASES = [
                              "--mesh", "1,2"], "--mesh"),
     ("train --denoise unknown kind", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
                                       "--denoise", "video:0.2"], "--denoise"),
+    ("train --dtype float16", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
+                               "--dtype", "float16"], "--dtype"),
+    ("train --pack of one", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
+                             "--pack", "320"], "--pack"),
+    ("train --pack odd batch", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
+                                "--pack", "320,24", "--batch-size", "3"], "--batch-size"),
 ]
 if importlib.util.find_spec("habitat") is None:  # the install hint only shows where habitat is missing
     CASES.append(("habitat env without habitat",

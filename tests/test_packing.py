@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from training.objective import per_segment_loss, token_losses
-from training.packing import pack_inputs, pack_targets
+from training.packing import pack_inputs, pack_sequence, pack_targets
 
 
 def test_packed_rows_give_the_same_per_example_loss(tiny_model, tiny_cfg):
@@ -33,3 +33,5 @@ def test_packed_rows_give_the_same_per_example_loss(tiny_model, tiny_cfg):
     packed = np.asarray(per_segment_loss(plogits, pt["text"], pm["text"], ps["text"], 2)).reshape(-1)
     np.testing.assert_allclose(packed, alone, rtol=2e-4, atol=2e-4)
     assert pt["text"].shape == (2, 10) and int(pm["text"].sum()) == int(tmask.sum())
+    # 3 tokens fewer than pair 0 needs: exactly those 3 are counted as cut (pair 1 has 10 padding tokens)
+    assert int(pack_sequence(tiny_model, inputs, budget=2 * enc_len - 8)[2]) == 3

@@ -7,6 +7,14 @@ exactly what the policy decodes.
 
 Batches are a pure function of (seed, position): batch k samples datasets by weight and steps
 uniformly with an RNG seeded by (seed, k). Resuming at position k needs nothing but k.
+
+Every step is indexed once, when the data is opened: its prompt tokens and target tokens are stored
+(int32 arrays), its main image and history frames as references to the recorded uint8 frames (never
+copies). A frame is resized and normalised (the policy's preprocessing) the first time a batch uses
+it and kept, up to `frame_cache_mb`; after that a row is a few array copies, so sampling steps
+uniformly over any number of episodes costs the same per row. Memory: the recorded frames (uint8)
+of the views the model sees, (text_len + target_len) * 4 bytes a step (`TrainingData.memory_bytes`,
+logged when the data is opened), plus at most `frame_cache_mb` of preprocessed frames.
 """
 
 from __future__ import annotations
@@ -14,17 +22,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from policies.codecs import DiscreteActionCodec, VimaActionCodec
 from policies.history import EpisodeHistory
-from policies.prompting import InputBuilder, mono, pointnav_example, vima_example, vima_prompt_images
+from policies.prompting import (
+    SEGMENT_SAMPLES,
+    Example,
+    InputBuilder,
+    mono,
+    pointnav_example,
+    vima_example,
+    vima_prompt_images,
+)
 from training.dataset import open_dataset
 from training.features import action_from_row
 from uio2_core.config import UIO2Config
+from uio2_core.preprocessing import preprocess_history_frames, preprocess_image_input
 from uio2_core.vocab import EOS_ID, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -85,6 +101,8 @@ class ExampleBuilder:
         self.template, self.view = template, view
 
     def episode(self, ep: dict[str, np.ndarray], extra: dict[str, Any], family: str) -> EpisodeExamples:
+        """Every step of `ep` as full model arrays, replayed step by step as the policy sees them: the
+        reference that `TrainingData`'s indexed steps are tested (and benchmarked) against."""
         with_audio = "observation.audio" in ep
         builder = InputBuilder(self.cfg, self.vocab, self.text_len, self.max_frames, with_audio=with_audio)
         history = EpisodeHistory(self.max_frames)
@@ -118,11 +136,98 @@ class ExampleBuilder:
         return EpisodeExamples(inputs, np.stack(targets).astype(np.int32))
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One recorded step as references: what `InputBuilder.arrays` needs besides the tokens."""
+
+    image: np.ndarray
+    history: tuple[np.ndarray, ...]
+    audio: tuple[np.ndarray, ...] | None  # mono clips whose concatenation's tail is the audio input
+    audio_history: tuple[np.ndarray, ...]
+
+    def example(self) -> Example:
+        audio = None if self.audio is None else np.concatenate(self.audio)[-SEGMENT_SAMPLES:]
+        return Example("", self.image, list(self.history), audio, list(self.audio_history))
+
+
+@dataclass
+class _IndexedDataset:
+    """Every step of one dataset: tokens stacked, frames referenced (see the module docstring)."""
+
+    steps: list[tuple[int, int]]  # (episode, t)
+    records: list[_Step]
+    tokens: np.ndarray  # [N, text_len] int32
+    targets: np.ndarray  # [N, target_len] int32
+    input_keys: frozenset[str]
+    shortened: int = 0  # prompts whose oldest history steps were left out to fit text_len
+    truncated: int = 0  # prompts cut at text_len (the instruction itself too long)
+
+
+def _index_episode(builder: ExampleBuilder, ep: dict[str, np.ndarray], extra: dict[str, Any], family: str,
+                   ) -> tuple[list[_Step], list[np.ndarray], list[np.ndarray], int, int]:  # fmt: skip
+    """`ExampleBuilder.episode`'s replay, keeping references instead of preprocessed arrays."""
+    history = EpisodeHistory(builder.max_frames)
+    inputs = InputBuilder(builder.cfg, builder.vocab, builder.text_len, builder.max_frames)
+    if family == "vima":
+        codec: Any = VimaActionCodec(builder.vocab)
+        prompt, images = vima_prompt_images(str(ep["task"][0]), _prompt_assets(extra), builder.view)
+        history.reset(images)
+    else:
+        codec = DiscreteActionCodec(builder.vocab)
+    records, tokens, targets, shortened, truncated = [], [], [], 0, 0
+    for t in range(len(ep["action"])):
+        obs = _observation(family, ep, t)
+        if family == "vima":
+            example = vima_example(prompt, obs, history, builder.template, builder.view)
+        else:
+            example = pointnav_example(obs, history, codec.action_space_text(), builder.template,
+                                       list(history.audio))  # fmt: skip
+        ids = [*codec.encode(action_from_row(ep["action"][t]), t), EOS_ID]
+        if len(ids) > builder.target_len:
+            raise DatasetError(
+                f"action at step {t} needs {len(ids)} target tokens, target_len={builder.target_len}"
+            )
+        text, skip, cut = inputs.fitted_tokens(example.text, example.shorten, example.steps)
+        shortened, truncated = shortened + bool(skip), truncated + bool(cut)
+        clip = mono(obs["audio"]) if "audio" in obs else None
+        audio = None if clip is None else (*history.audio, clip)
+        records.append(_Step(example.image, tuple(example.history), audio, tuple(history.audio)))
+        tokens.append(text)
+        targets.append(np.pad(ids, (0, builder.target_len - len(ids))))
+        action_text = codec.to_text(ids)
+        frame = obs["rgb"][builder.view].transpose(1, 2, 0) if family == "vima" else obs["rgb"]
+        history.push(frame, action_text.split(": ", 1)[-1] if family == "vima" else action_text, clip)
+    return records, tokens, targets, shortened, truncated
+
+
+class _FrameCache:
+    """Preprocessed frames by the identity of the recorded array they come from (the step records keep
+    every one alive), until `max_bytes` are held; frames beyond that are preprocessed each time."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.items: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self.max_bytes, self.bytes = max_bytes, 0
+
+    def get(self, frame: np.ndarray, kind: str, make: Any) -> tuple[np.ndarray, np.ndarray]:
+        key = (id(frame), kind)
+        hit = self.items.get(key)
+        if hit is None:
+            hit = make(frame)
+            size = hit[0].nbytes + hit[1].nbytes
+            if self.bytes + size <= self.max_bytes:
+                self.items[key], self.bytes = hit, self.bytes + size
+        return hit
+
+
 class TrainingData:
-    """Weighted mixture of recorded datasets -> deterministic batches (`batch_at(position)`)."""
+    """Weighted mixture of recorded datasets -> deterministic batches (`batch_at(position)`).
+
+    Datasets of different env families (PointNav and tabletop) mix when they give the same model
+    inputs (all with audio or all without)."""
 
     def __init__(self, paths: Sequence[str], builder: ExampleBuilder, batch_size: int, *, seed: int = 0,
-                 weights: Sequence[float] | None = None, skip_bad_episodes: bool = False):  # fmt: skip
+                 weights: Sequence[float] | None = None, skip_bad_episodes: bool = False,
+                 frame_cache_mb: float = 2048):  # fmt: skip
         if not paths:
             raise DatasetError("no dataset given")
         self.builder, self.batch_size, self.seed = builder, batch_size, seed
@@ -133,42 +238,109 @@ class TrainingData:
             raise DatasetError(f"weights {list(w)} must be one non-negative number per dataset, not all zero")
         self.weights = w / w.sum()
         self.families = [_family(d.features) for d in self.datasets]
-        if len(set(self.families)) > 1:
-            raise DatasetError(f"datasets mix env families {self.families}; train one family per run")
-        self.steps: list[list[tuple[int, int]]] = []  # per dataset: (episode, t)
-        for d, path in zip(self.datasets, self.paths, strict=True):
-            steps = []
-            for e in range(d.num_episodes):
-                try:
-                    length = int(d.episode_row(e)["length"])
-                    d.episode(e)  # read it once: fail early on missing or corrupt files
-                except Exception as err:
-                    if not skip_bad_episodes:
-                        raise DatasetError(f"{path}: episode {e} cannot be read: {err}") from err
-                    log.warning("skipping episode %d of %s: %s", e, path, err)
-                    continue
-                steps += [(e, t) for t in range(length)]
-            if not steps:
-                raise DatasetError(f"{path} has no usable steps")
-            self.steps.append(steps)
+        self.indexed = [self._index(k, skip_bad_episodes) for k in range(len(self.datasets))]
+        keys = {ix.input_keys for ix in self.indexed}
+        if len(keys) > 1:
+            raise DatasetError(
+                f"datasets {self.paths} give different model inputs "
+                f"({[sorted(ix.input_keys) for ix in self.indexed]}): mix ones all with audio or all without"
+            )
+        self._audio = InputBuilder(builder.cfg, builder.vocab, builder.text_len, builder.max_frames, True)
+        self.frames = _FrameCache(int(frame_cache_mb * 1e6))
+        log.info("training data: %d steps indexed, %.1f MB", self.num_steps, self.memory_bytes / 1e6)
 
-    @lru_cache(maxsize=32)  # noqa: B019  (instances live for a whole training run)
-    def _episode(self, dataset: int, episode: int) -> EpisodeExamples:
-        d = self.datasets[dataset]
-        return self.builder.episode(d.episode(episode), d.episode_extra(episode), self.families[dataset])
+    def _index(self, k: int, skip_bad_episodes: bool) -> _IndexedDataset:
+        d, path, family = self.datasets[k], self.paths[k], self.families[k]
+        steps, records, tokens, targets, shortened, truncated = [], [], [], [], 0, 0
+        for e in range(d.num_episodes):
+            try:
+                length = int(d.episode_row(e)["length"])
+                ep, extra = d.episode(e), d.episode_extra(e)
+            except Exception as err:
+                if not skip_bad_episodes:
+                    raise DatasetError(f"{path}: episode {e} cannot be read: {err}") from err
+                log.warning("skipping episode %d of %s: %s", e, path, err)
+                continue
+            r, tok, tgt, s, c = _index_episode(self.builder, ep, extra, family)
+            steps += [(e, t) for t in range(length)]
+            records += r
+            tokens += tok
+            targets += tgt
+            shortened, truncated = shortened + s, truncated + c
+        if not steps:
+            raise DatasetError(f"{path} has no usable steps")
+        if shortened or truncated:
+            log.warning(
+                "%s: %d of %d prompts are over text_len %d: %d lost their oldest history steps, %d were "
+                "cut at the end (the policy does the same at evaluation with the same text_len)",
+                path, shortened + truncated, len(steps), self.builder.text_len, shortened, truncated,
+            )  # fmt: skip
+        keys = frozenset({"text", "image", "image_mask", "image_history", "image_history_mask"}
+                         | ({"audio", "audio_mask", "audio_history", "audio_history_mask"}
+                            if records[0].audio is not None else set()))  # fmt: skip
+        return _IndexedDataset(steps, records, np.stack(tokens), np.stack(targets).astype(np.int32), keys,
+                               shortened, truncated)  # fmt: skip
+
+    @property
+    def steps(self) -> list[list[tuple[int, int]]]:
+        """Per dataset, its (episode, t) steps in sampling order."""
+        return [ix.steps for ix in self.indexed]
 
     @property
     def num_steps(self) -> int:
-        return sum(len(s) for s in self.steps)
+        return sum(len(ix.steps) for ix in self.indexed)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held for the examples: token arrays plus each distinct recorded array referenced."""
+        seen: dict[int, int] = {}
+        total = 0
+        for ix in self.indexed:
+            total += ix.tokens.nbytes + ix.targets.nbytes
+            for r in ix.records:
+                for a in (r.image, *r.history, *(r.audio or ()), *r.audio_history):
+                    base = a if a.base is None else a.base
+                    seen[id(base)] = base.nbytes
+        return total + sum(seen.values())
+
+    def text_report(self) -> list[dict[str, Any]]:
+        """Per dataset: prompts over text_len (shortened by history steps / cut at the end)."""
+        return [{"data": p, "steps": len(ix.steps), "shortened": ix.shortened, "truncated": ix.truncated}
+                for p, ix in zip(self.paths, self.indexed, strict=True)]  # fmt: skip
+
+    def _main_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.builder.cfg
+        pre = preprocess_image_input(image, cfg.image_input_size, cfg.image_vit.patch_size)
+        return pre.image, pre.mask.reshape(-1)
+
+    def _history_frame(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.builder.cfg  # one frame alone: each frame of a history is preprocessed on its own
+        pre = preprocess_history_frames([frame], cfg.image_history_size, 1, cfg.image_vit.patch_size)
+        return pre.images[0], pre.masks[0].reshape(-1)
+
+    def example(self, dataset: int, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(model arrays, target tokens) of the `index`-th step of `dataset`: what `InputBuilder.arrays`
+        makes of the policy's example at that step (tests/test_training_data.py checks it)."""
+        ix, cfg, slots = self.indexed[dataset], self.builder.cfg, self.builder.max_frames
+        record = ix.records[index]
+        image, image_mask = self.frames.get(record.image, "image", self._main_image)
+        size, cells = cfg.image_history_size, (cfg.image_history_size // cfg.image_vit.patch_size) ** 2
+        history = np.zeros((slots, size, size, 3), np.float32)
+        history_mask = np.zeros((slots, cells), bool)
+        for slot, frame in enumerate(record.history):
+            history[slot], history_mask[slot] = self.frames.get(frame, "history", self._history_frame)
+        arrays = {"text": ix.tokens[index], "image": image, "image_mask": image_mask,
+                  "image_history": history, "image_history_mask": history_mask}  # fmt: skip
+        if record.audio is not None:
+            arrays.update(self._audio.audio_arrays(record.example()))
+        return arrays, ix.targets[index]
 
     def batch_at(self, position: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, position])
         rows = []
         for _ in range(self.batch_size):
             k = int(rng.choice(len(self.datasets), p=self.weights))
-            e, t = self.steps[k][int(rng.integers(len(self.steps[k])))]
-            ex = self._episode(k, e)
-            rows.append(({key: v[t] for key, v in ex.inputs.items()}, ex.targets[t]))
+            rows.append(self.example(k, int(rng.integers(len(self.indexed[k].steps)))))
         batch = {key: np.stack([r[0][key] for r in rows]) for key in rows[0][0]}
         batch["targets/text"] = np.stack([r[1] for r in rows])
         return batch

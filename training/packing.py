@@ -40,11 +40,23 @@ def _compact(mask: jax.Array, budget: int, *arrays: jax.Array) -> tuple[jax.Arra
 
 def pack_inputs(model: UIO2Model, inputs: dict, budget: int) -> Encoded:
     """Embed 2B examples, fold to B rows, compact to `budget` tokens, encode with segment masks."""
+    return pack_inputs_counted(model, inputs, budget)[0]
+
+
+def pack_inputs_counted(model: UIO2Model, inputs: dict, budget: int) -> tuple[Encoded, jax.Array]:
+    """`pack_inputs` and the number of valid tokens that did not fit the budget (cut)."""
+    seq, seg, cut = pack_sequence(model, inputs, budget)
+    return model.encode_sequence(seq, seg), cut
+
+
+def pack_sequence(model: UIO2Model, inputs: dict, budget: int) -> tuple[InputSequence, jax.Array, jax.Array]:
+    """The packed input sequence (before the encoder), its segment ids and the valid tokens cut."""
     seq = model.embed_inputs(inputs)
     mask = _fold(seq.mask)
     seg = _segments(mask)
+    valid = jnp.sum(mask)
     mask, embed, rope, seg = _compact(mask, budget, _fold(seq.embed), _fold(seq.rope), seg)
-    return model.encode_sequence(InputSequence(embed, mask, rope), seg)
+    return InputSequence(embed, mask, rope), seg, valid - jnp.sum(mask)
 
 
 def pack_targets(

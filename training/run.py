@@ -27,12 +27,18 @@ from uio2_core.vocab import Vocabulary, tiny_vocabulary
 from uio2_errors import MissingFileError, OptionError
 
 TEXT_LEN, MAX_FRAMES = 128, 4  # the example shapes of `uio2 train` (saved in RUN_DIR/model.json)
+DTYPES = ("float32", "bfloat16")  # compute dtypes of `uio2 train --dtype` (parameters stay float32)
 
 
 def _check_settings(steps: int, batch_size: int, learning_rate: float, warmup_steps: int,
-                    checkpoint_every: int | None, data: list[str]) -> None:  # fmt: skip
+                    checkpoint_every: int | None, data: list[str], dtype: str = "float32",
+                    pack: tuple[int, int] | None = None) -> None:  # fmt: skip
     """Reject settings that would train nothing or nonsense, before anything is loaded or written."""
     checks = [
+        (dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}"),
+        (pack is None or (len(pack) == 2 and min(pack) >= 1),
+         f"--pack takes two positive token budgets ENCODER,DECODER, got {pack}"),
+        (pack is None or batch_size % 2 == 0, f"--pack pairs examples: --batch-size {batch_size} is odd"),
         (steps >= 1, f"--steps must be >= 1, got {steps}"),
         (batch_size >= 1, f"--batch-size must be >= 1, got {batch_size}"),
         (learning_rate > 0, f"--learning-rate must be > 0, got {learning_rate}"),
@@ -69,10 +75,13 @@ def train(
     distributed: bool = False,
     tokenizer: str | None = None, evaluate: Callable[[UIO2Model, int], dict] | None = None,
     checkpoint_every: int | None = None, denoise: dict[str, float] | None = None, remat: str = "none",
+    dtype: str = "float32", pack: tuple[int, int] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
-    the same datasets (training/denoising_sources.py)."""
-    _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data)
+    the same datasets (training/denoising_sources.py). `dtype` is the compute dtype (the master
+    parameters and the optimiser stay float32); `pack` = (encoder, decoder) token budgets of a row
+    holding two examples (training/packing.py)."""
+    _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data, dtype, pack)
     if distributed:
         import jax
 
@@ -86,11 +95,18 @@ def train(
     denoise = dict(denoise or {})
     tokenized = [m for m in ("image", "audio") if m in denoise]  # these need the (frozen) VQ-GANs
     if model in CONFIG_NAMES:
-        net = build_model(get_config(model), seed=seed, with_vqgan=bool(tokenized))
+        net = build_model(get_config(model, dtype=dtype), seed=seed, with_vqgan=bool(tokenized))
     else:  # an official HF / T5X checkpoint or one of ours (e.g. a previous run): fine-tune it
         from uio2_core.checkpoints.formats import load_model
+        from uio2_core.checkpoints.ours import read_config
 
-        net = load_model(model, with_vqgan=bool(tokenized))
+        if is_ours(model):
+            net = load_model(model, read_config(model).replace(dtype=dtype), with_vqgan=bool(tokenized))
+        else:
+            net = load_model(model, with_vqgan=bool(tokenized))
+            if net.cfg.dtype != dtype:
+                raise OptionError(f"--dtype {dtype}: {model} loads as {net.cfg.dtype}; convert it first "
+                                  "(`uio2 convert`) and train from the converted run")  # fmt: skip
     vqgans = {}
     for m in tokenized:  # the VQ-GANs make targets on the data side; they are not trained or saved
         embedder = getattr(net.target_embedders, m)
@@ -107,9 +123,11 @@ def train(
         batch_at = mixture.batch_at
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps)
     every = checkpoint_every or max(steps // 4, 1)
-    tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt, remat=remat)
+    tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt, remat=remat,
+                       pack=pack)  # fmt: skip
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames,
-                "denoise": denoise}  # fmt: skip
+                "denoise": denoise, "dtype": dtype}  # fmt: skip
+    settings["prompts_over_text_len"] = dataset.text_report()  # cut the same way at evaluation
     meta = {"model": model, "data": data, "train": settings}
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     trainer = Trainer(net, tcfg, out)

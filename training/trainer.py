@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from training.objective import Z_LOSS, uio2_loss
 from training.optimizer import OptimizerConfig, make_optimizer
-from training.packing import pack_inputs, pack_targets
+from training.packing import pack_inputs_counted, pack_targets
 from training.sharding import make_mesh, opt_state_shardings, param_shardings, shard_batch
 from uio2_core.batch import MASK_KEYS, MODALITY_KEYS
 from uio2_core.model import TARGET_MODALITIES, UIO2Model
@@ -54,6 +56,9 @@ class TrainConfig:
     remat: str = "none"
     # False: the optimiser state whole on every device (the old layout; `uio2 plan` compares the two)
     shard_opt_state: bool = True
+    # batches built (and put on the devices) ahead of the step by a background thread; 0 builds each
+    # batch in the loop. Either way the losses are the same: batch k is always batch_at(k).
+    prefetch: int = 2
 
 
 REMAT_MODES = ("none", "layer")
@@ -136,13 +141,19 @@ class Trainer:
     def _loss(self, params: dict, batch: dict) -> tuple[jax.Array, dict]:
         inputs, targets, masks, segments = split_batch(batch)
         model = self.merged_model(params)
+        cut = None
         if self.cfg.pack is not None:
-            enc = pack_inputs(model, inputs, self.cfg.pack[0])
+            enc, cut = pack_inputs_counted(model, inputs, self.cfg.pack[0])
+            valid = sum(jnp.sum(m.astype(jnp.int32)) for m in masks.values())
             targets, masks, segments = pack_targets(targets, masks, self.cfg.pack[1])
+            cut += valid - sum(jnp.sum(m.astype(jnp.int32)) for m in masks.values())
         else:
             enc = model.encode_sequence(model.embed_inputs(inputs), batch.get("segments/inputs"))
         logits = model.decode(enc, targets, masks, segments or None)
-        return uio2_loss(logits, targets, masks, self.cfg.z_loss)
+        loss, metrics = uio2_loss(logits, targets, masks, self.cfg.z_loss)
+        if cut is not None:  # valid tokens over the packing budgets: they were not trained on
+            metrics["pack_cut_tokens"] = cut.astype(jnp.float32)
+        return loss, metrics
 
     def _train_step(self, state: dict, batch: dict) -> tuple[dict, dict]:
         (_, metrics), grads = jax.value_and_grad(self._loss, has_aux=True)(state["params"], batch)
@@ -162,12 +173,20 @@ class Trainer:
         abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding) for k, v in batch.items()}
         return self._step_fn.lower(self.state, abstract).compile()
 
-    def step(self, batch: dict) -> dict[str, float]:
+    def put(self, batch: dict) -> dict:
+        """A host batch on the devices, split along the mesh's data axes."""
+        return shard_batch({k: np.asarray(v) for k, v in batch.items()}, self.mesh)
+
+    def _dispatch(self, batch: dict) -> dict[str, jax.Array]:
+        """Queue one step on the devices; the metrics stay there (reading them waits for the step)."""
         if self.abstract:
             raise RuntimeError("this trainer holds abstract state (an nnx.eval_shape model): compile only")
-        batch = shard_batch({k: np.asarray(v) for k, v in batch.items()}, self.mesh)
         self.state, metrics = self._step_fn(self.state, batch)
-        return {k: float(v) for k, v in metrics.items()}
+        return metrics
+
+    def step(self, batch: dict) -> dict[str, float]:
+        """One step, waited for (fit instead overlaps data, steps and metric reads)."""
+        return {k: float(v) for k, v in self._dispatch(self.put(batch)).items()}
 
     # ---- checkpoints ---------------------------------------------------------------------
     @property
@@ -236,36 +255,120 @@ class Trainer:
         on_checkpoint: Callable[[Trainer], None] | None = None,
     ) -> list[dict]:
         """Train to `cfg.steps`; batch k is `batch_at(k)`. Appends metrics to OUT/metrics.jsonl and
-        calls `on_checkpoint(self)` after every checkpoint (e.g. an evaluation by rollouts)."""
+        calls `on_checkpoint(self)` after every checkpoint (e.g. an evaluation by rollouts).
+
+        The devices are never waited for inside the interval: batches come from a background thread
+        (`cfg.prefetch` ahead) and each step's metrics are read every `cfg.log_every` steps and at
+        checkpoints (one line a step all the same; `seconds` is the interval's mean a step)."""
         from tqdm import tqdm
 
         if resume and self.restore_latest():
             log.info("resumed from step %d", self.step_count)
         self._truncate_metrics()
-        history = []
+        history: list[dict] = []
         metrics_file = (self.out_dir / "metrics.jsonl").open("a") if self.out_dir else None
+        position = self.step_count  # kept on the host: reading state["step"] would wait for each step
+        batches = _Batches(batch_at, self.put, position, self.cfg.steps, self.cfg.prefetch)
+        pending: list[tuple[int, dict]] = []  # (step, metrics still on the devices)
+        warned: list[int] = []  # the step whose packing cut tokens was reported (once per fit)
+        since = time.perf_counter()
+
+        def flush(bar: Any) -> None:
+            """Read the pending steps' metrics (one wait), check them, log them."""
+            nonlocal since
+            if not pending:
+                return
+            values = jax.device_get([m for _, m in pending])
+            now = time.perf_counter()
+            seconds = (now - since) / len(pending)  # the interval's mean: steps overlap, none ends alone
+            since = now
+            for (step, _), m in zip(pending, values, strict=True):
+                metrics = {k: float(v) for k, v in m.items()}
+                metrics.update(step=step, seconds=seconds)
+                if not np.isfinite(metrics["loss"]):
+                    raise FloatingPointError(f"loss became {metrics['loss']} at step {step}")
+                if metrics.get("pack_cut_tokens", 0) > 0 and not warned:
+                    warned.append(step)
+                    log.warning("step %d: %d valid tokens did not fit the packing budgets %s and were cut "
+                                "(metrics.jsonl: pack_cut_tokens)", step, metrics["pack_cut_tokens"],
+                                self.cfg.pack)  # fmt: skip
+                history.append(metrics)
+                if metrics_file is not None:
+                    metrics_file.write(json.dumps(metrics) + "\n")
+            if metrics_file is not None:
+                metrics_file.flush()
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+            pending.clear()
+
         try:
-            with tqdm(
-                total=self.cfg.steps, initial=self.step_count, desc="train", disable=not progress
-            ) as bar:
-                while self.step_count < self.cfg.steps:
-                    position = self.step_count
-                    start = time.perf_counter()
-                    metrics = self.step(batch_at(position))
-                    metrics.update(step=self.step_count, seconds=time.perf_counter() - start)
-                    if not np.isfinite(metrics["loss"]):
-                        raise FloatingPointError(f"loss became {metrics['loss']} at step {self.step_count}")
-                    history.append(metrics)
-                    if metrics_file is not None:
-                        metrics_file.write(json.dumps(metrics) + "\n")
-                        metrics_file.flush()
+            with tqdm(total=self.cfg.steps, initial=position, desc="train", disable=not progress) as bar:
+                while position < self.cfg.steps:
+                    pending.append((position + 1, self._dispatch(batches.get(position))))
+                    position += 1
                     bar.update(1)
-                    bar.set_postfix(loss=f"{metrics['loss']:.4f}")
-                    if self.step_count % self.cfg.checkpoint_every == 0 or self.step_count == self.cfg.steps:
+                    checkpoint = position % self.cfg.checkpoint_every == 0 or position == self.cfg.steps
+                    if checkpoint or position % max(self.cfg.log_every, 1) == 0:
+                        flush(bar)  # before a checkpoint too: a non-finite loss is never saved
+                    if checkpoint:
                         self.save()
                         if on_checkpoint is not None:
                             on_checkpoint(self)
         finally:
+            batches.close()
             if metrics_file is not None:
                 metrics_file.close()
         return history
+
+
+class _Batches:
+    """Batches `batch_at(k)` for k in [start, stop), in order, each put on the devices by `put`.
+
+    With `depth` > 0 a daemon thread builds up to `depth` batches ahead (a bounded queue), so the
+    host builds batch k+1 while the devices run step k. An error in the thread is raised by `get`
+    of the batch it failed on (with its own traceback), never a hang."""
+
+    def __init__(self, batch_at: Callable[[int], dict], put: Callable[[dict], dict], start: int, stop: int,
+                 depth: int) -> None:  # fmt: skip
+        self.batch_at, self.put, self.depth = batch_at, put, depth
+        self.queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+        self.stopping = threading.Event()
+        self.thread = None
+        if depth > 0:
+            self.thread = threading.Thread(target=self._produce, args=(start, stop), daemon=True,
+                                           name="uio2-batches")  # fmt: skip
+            self.thread.start()
+
+    def _produce(self, start: int, stop: int) -> None:
+        for k in range(start, stop):
+            try:
+                item: tuple[int, Any, BaseException | None] = (k, self.put(self.batch_at(k)), None)
+            except BaseException as err:  # handed to the training loop, which raises it
+                item = (k, None, err)
+            while not self.stopping.is_set():
+                try:
+                    self.queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None or self.stopping.is_set():
+                return
+
+    def get(self, position: int) -> dict:
+        if self.thread is None:
+            return self.put(self.batch_at(position))
+        while True:
+            try:
+                k, batch, err = self.queue.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not self.thread.is_alive() and self.queue.empty():
+                    raise RuntimeError(f"the batch thread ended before batch {position}") from None
+        if err is not None:
+            raise err
+        assert k == position, f"batch {k} arrived for step {position}"
+        return batch
+
+    def close(self) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
