@@ -39,6 +39,9 @@ class DecodeConfig:
     # greedy under a TokenDFA: feed a run of grammar-forced tokens in one call of up to this many
     # positions ("jump-forward"; 0 or 1 = one call per token)
     jump_forward: int = 8
+    # beam search: the beams of a row share its encoder output and cross keys/values (False: k copies
+    # of each, reordered with the cache at every step, as before; kept for before/after measurements)
+    beam_share_encoder: bool = True
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -312,9 +315,17 @@ def _repeat_tree(tree, k: int):
 
 
 def _beam_loop(model, enc, modality, cfg, constraint, batch):
+    """Beam search; the encoder output and the cross keys/values stay one per row, shared by its
+    beams (only the self-attention cache is reordered when beams are chosen)."""
     k, n = cfg.num_beams, cfg.max_new_tokens
-    enc = Encoded(*(_repeat_tree(x, k) for x in enc))
-    cache = model.init_cache(enc, modality, n)
+    limit = model.max_target_length(modality)
+    if n > limit:
+        raise ValueError(f"max_length {n} exceeds the {modality} target limit {limit}")
+    if cfg.beam_share_encoder:
+        cache = model.decoder.init_cache(enc.encoded, enc.rope, n, beams=k)
+    else:
+        enc = Encoded(*(_repeat_tree(x, k) for x in enc))
+        cache = model.decoder.init_cache(enc.encoded, enc.rope, n)
     cstate = _repeat_tree(constraint.init(batch), k) if constraint is not None else None
     vocab = model.token_embedder(modality).num_embeddings
     scores = jnp.tile(jnp.array([0.0] + [NEG] * (k - 1), jnp.float32), (batch, 1))
@@ -335,7 +346,10 @@ def _beam_loop(model, enc, modality, cfg, constraint, batch):
         was_done = jnp.take_along_axis(finished, beam, axis=1)
         lengths = jnp.take_along_axis(lengths, beam, axis=1) + (~was_done).astype(jnp.int32)
         finished = was_done | ((tok == EOS_ID) & cfg.stop_at_eos)
-        cache = jax.tree_util.tree_map(lambda x: x[rows], cache)
+        if cfg.beam_share_encoder:
+            cache = [{**c, "k": c["k"][rows], "v": c["v"][rows]} for c in cache]
+        else:
+            cache = jax.tree_util.tree_map(lambda x: x[rows], cache)
         if constraint is not None:
             cstate = constraint.update(gather_state(cstate, rows), tok.reshape(-1))
         return seqs, tok.reshape(-1), finished, scores, lengths, cache, cstate
