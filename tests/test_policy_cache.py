@@ -77,11 +77,11 @@ def _check_inputs(model, cached, plain, obs) -> None:
 def test_pointnav_cached_history_gives_the_same_inputs_and_actions(tiny_model):
     seen = 0
     for cached, plain, obs, _ in _episode(tiny_model, "pointnav", steps=4, max_frames=2, width=32, height=32):
-        if seen == 3:  # a full history that has dropped its oldest frame
+        if seen == 3:  # a full history that has dropped its oldest frame: kept latents stay aligned
             _check_inputs(tiny_model, cached, plain, obs)
         seen += 1
     history = cached.rows[0].history
-    # kept for the frame that stays; the frame just pushed gets its latents in the next step
+    # the frame just pushed gets its latents in the next step
     assert len(history.latents) == 2 and history.latents[0] is not None and history.latents[1] is None
     # the template's parts were tokenised once and kept (the goal's numbers change every step)
     assert len(cached.builder._ids) < 3 * seen
@@ -93,7 +93,7 @@ def test_tabletop_prompt_images_and_history_latents_are_kept_per_episode(tiny_mo
         history = cached.rows[0].history
         if step == 1:
             prompt = list(history.prompt_latents)  # computed in the first step
-            _check_inputs(tiny_model, cached, plain, obs)  # fills the latents of the frame seen so far
+            cached._history_latents()  # fills the latents of the frame seen so far
             kept = [id(x) for x in history.history_latents()]
     # the prompt images' and the past frame's latents were not computed again in the last act
     now = history.history_latents()
