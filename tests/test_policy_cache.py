@@ -35,6 +35,7 @@ def _episode(tiny_model, env_name: str, steps: int, max_frames: int, **env_kwarg
     """Both policies act on the same observations; yields (cached, uncached, obs, task) before each act."""
     from agent.envs import resolve_env
     from policies.base import TaskSpec
+    from policies.prompting import InputBuilder
     from policies.uio2_policy import UIO2Policy
 
     env = resolve_env(env_name, **env_kwargs)[0].make()
@@ -44,9 +45,21 @@ def _episode(tiny_model, env_name: str, steps: int, max_frames: int, **env_kwarg
     plain = UIO2Policy(tiny_model, tiny_vocabulary(), max_frames=max_frames, text_len=96, cache_inputs=False)
     cached.reset(spec)
     plain.reset(spec)
+    short = InputBuilder(tiny_model.cfg, cached.vocab, 40)
     try:
         for _ in range(steps):
             yield cached, plain, obs, spec
+            ours, theirs = cached._example(cached.rows[0], obs), plain._example(plain.rows[0], obs)
+            np.testing.assert_array_equal(  # the same token ids every step, from kept parts or not
+                cached.builder.tokens(ours.text, ours.shorten, ours.steps),
+                plain.builder.tokens(theirs.text, theirs.shorten, theirs.steps),
+            )
+            np.testing.assert_array_equal(  # too long: the oldest steps left out, kept parts reused
+                short.tokens(ours.text, ours.shorten, ours.steps),
+                InputBuilder(tiny_model.cfg, plain.vocab, 40, cache_tokens=False).tokens(
+                    theirs.text, theirs.shorten, theirs.steps
+                ),
+            )
             action = cached.act(obs)
             same = plain.act(obs)
             assert cached.last_info["decoded_text"] == plain.last_info["decoded_text"]
