@@ -9,7 +9,8 @@ The floor is the bytes one decode step must read (decoder weights, the tied text
 cross-attention keys/values) over the read bandwidth a probe measures in the same run. "vima_action"
 times one action under the VIMA grammar: "before" = a split per call, one call per token for the
 old decode length (grammar states + 1, run to the end); "after" = cached split, jump-forward,
-stop at EOS.
+stop at EOS. "beam_search": beams before (k-fold copies of the encoder output and cross K/V) and
+after (shared by a row's beams).
 """
 
 import argparse
@@ -41,6 +42,28 @@ def read_bandwidth_gbs(nbytes: int, repeats: int) -> float:
     f = jax.jit(jnp.sum)
     jax.block_until_ready(f(x))
     return x.nbytes / median_seconds(lambda: f(x), repeats) / 1e9
+
+
+def beam_search(model, batch, repeats: int, beams: int = 4, new_tokens: int = 8) -> dict:
+    """Beam search before (k copies of the encoder output and cross K/V, whole cache gathered every
+    step) and after (shared per row), timed interleaved; same tokens checked."""
+    cfgs = {
+        "before": DecodeConfig(new_tokens, method="beam", num_beams=beams, stop_at_eos=False,
+                               beam_share_encoder=False),
+        "after": DecodeConfig(new_tokens, method="beam", num_beams=beams, stop_at_eos=False),
+    }  # fmt: skip
+    runs = {k: (lambda c=c: generate(model, batch, "text", c).tokens) for k, c in cfgs.items()}
+    tokens = {k: np.asarray(jax.block_until_ready(f())) for k, f in runs.items()}  # compile
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats):
+        for k, f in runs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(f())
+            times[k].append(time.perf_counter() - start)
+    ms = {k: 1000 * float(np.median(v)) for k, v in times.items()}
+    same = bool((tokens["before"] == tokens["after"]).all())
+    return {"beams": beams, "new_tokens": new_tokens, "ms_before": ms["before"], "ms_after": ms["after"],
+            "speedup": ms["before"] / ms["after"], "same_tokens": same}  # fmt: skip
 
 
 def vima_action(model, batch, repeats: int) -> dict:
@@ -138,6 +161,7 @@ def main() -> None:
     gbs = read_bandwidth_gbs(step_bytes, args.repeats)
     floor_ms = 1000 * step_bytes / (gbs * 1e9)
     vima = vima_action(model, batch, args.repeats)
+    beam = beam_search(model, batch, args.repeats)
     print(json.dumps({
         "benchmark": "decode", "model": cfg.name, "dtype": cfg.dtype, "device": device_name(),
         "params_without_vqgan": int(params), "batch": args.batch, "inputs": args.inputs,
@@ -149,6 +173,7 @@ def main() -> None:
         "bytes_read_per_token": step_bytes, "read_bandwidth_gb_s": gbs, "floor_ms_per_token": floor_ms,
         "ms_per_token_over_floor": 1000 * decode_s / n / floor_ms,
         "vima_action": vima,
+        "beam_search": beam,
     }, indent=2))  # fmt: skip
 
 

@@ -53,6 +53,10 @@ class EpisodeHistory:
     actions: deque = field(init=False)
     audio: deque = field(init=False)
     step: int = 0
+    # what a policy derived from each history image, kept beside it (the UIO2 policy: its perceiver
+    # latents, computed once per episode); None until filled; leaves with its frame, reset with the episode
+    prompt_latents: list = field(init=False)
+    latents: deque = field(init=False)
 
     def __post_init__(self):
         self.reset([])
@@ -64,6 +68,8 @@ class EpisodeHistory:
         self.frames = deque(maxlen=k)
         self.actions = deque(maxlen=k)
         self.audio = deque(maxlen=self.max_frames)
+        self.prompt_latents = [None] * len(self.prompt_images)
+        self.latents = deque(maxlen=k)
 
     @property
     def past_slots(self) -> int:
@@ -74,12 +80,25 @@ class EpisodeHistory:
         if self.past_slots > 0 and frame is not None:
             self.frames.append(frame)
             self.actions.append(action_text)
+            self.latents.append(None)
         if audio is not None:
             self.audio.append(audio)
         self.step += 1
 
     def history_images(self) -> list[np.ndarray]:
         return [*self.prompt_images, *self.frames]
+
+    def history_latents(self) -> list:
+        """What was derived from each of `history_images()`, in the same order (None: not yet)."""
+        return [*self.prompt_latents, *self.latents]
+
+    def set_latent(self, slot: int, value: Any) -> None:
+        """Keep `value` for `history_images()[slot]`."""
+        n = len(self.prompt_latents)
+        if slot < n:
+            self.prompt_latents[slot] = value
+        else:
+            self.latents[slot - n] = value
 
     def summary(self) -> dict[str, Any]:
         return {"prompt_images": len(self.prompt_images), "past_frames": len(self.frames), "step": self.step}

@@ -30,6 +30,7 @@ from uio2_core.vocab import EOS_ID, PREFIXES, Vocabulary, image_history_token
 
 log = logging.getLogger(__name__)
 SEGMENT_SAMPLES = 65280  # 4.08 s at 16 kHz
+_MAX_KEPT_PARTS = 1024  # text parts whose ids an InputBuilder keeps
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -174,6 +175,10 @@ class InputBuilder:
     text_len: int = 128
     max_frames: int | None = None
     with_audio: bool = False
+    # keep the ids of text parts that repeat from step to step (the prompt, past actions: the text
+    # cut at special tokens, `Vocabulary.split_at_specials`), so each is tokenised once
+    cache_tokens: bool = True
+    _ids: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         limit = self.cfg.transformer.encoder_max_text_length
@@ -197,11 +202,11 @@ class InputBuilder:
     ) -> tuple[np.ndarray, int, int]:
         """`tokens` without the logging: (ids, history steps left out, tokens before the cut or 0), so
         that training can count and report what it shortened instead of logging every step."""
-        ids = self.vocab.encode(text)
+        ids = self.encode(text)
         skip = 0
         while len(ids) > self.text_len - 1 and shorten is not None and skip < steps:
             skip += 1
-            ids = self.vocab.encode(shorten(skip))
+            ids = self.encode(shorten(skip))
         cut = 0
         if len(ids) > self.text_len - 1:
             cut = len(ids) + 1
@@ -210,9 +215,27 @@ class InputBuilder:
         out[: len(ids) + 1] = [*ids, EOS_ID]
         return out, skip, cut
 
-    def arrays(self, ex: Example, tokens: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Model arrays of `ex`; `tokens` (from `tokens`/`fitted_tokens` of its text) skips tokenizing
-        again (training tokenizes each recorded step once)."""
+    def encode(self, text: str) -> list[int]:
+        """`vocab.encode(text)`, from the kept ids of its parts where they were seen before."""
+        if not self.cache_tokens:
+            return self.vocab.encode(text)
+        out: list[int] = []
+        for part in self.vocab.split_at_specials(text):
+            ids = self._ids.get(part)
+            if ids is None:
+                ids = self.vocab.encode(part)
+                if len(self._ids) >= _MAX_KEPT_PARTS:  # bounded: the oldest part goes first
+                    del self._ids[next(iter(self._ids))]
+                self._ids[part] = ids
+            out.extend(ids)
+        return out
+
+    def arrays(
+        self, ex: Example, tokens: np.ndarray | None = None, history: bool = True
+    ) -> dict[str, np.ndarray]:
+        """The example's model arrays. `tokens` (from `tokens`/`fitted_tokens` of its text) skips
+        tokenizing again (training tokenizes each recorded step once); `history=False` leaves out the
+        image-history frames (for a caller that gives their latents instead, `image_history_latents`)."""
         cfg = self.cfg
         if ex.image is None:
             raise ValueError("the UIO2 policy needs a main image in every example")
@@ -221,17 +244,18 @@ class InputBuilder:
             raise ValueError(
                 f"example has {len(ex.history)} history frames, more than {self.max_frames} slots"
             )
-        hist = preprocess_history_frames(
-            ex.history, cfg.image_history_size, max_frames=self.max_frames, patch=cfg.image_vit.patch_size,
-            pad_to_max=True,
-        )  # fmt: skip
         out = {
             "text": self.tokens(ex.text, ex.shorten, ex.steps) if tokens is None else tokens,
             "image": image.image,
             "image_mask": image.mask.reshape(-1),
-            "image_history": hist.images,
-            "image_history_mask": hist.masks.reshape(self.max_frames, -1),
         }
+        if history:
+            hist = preprocess_history_frames(
+                ex.history, cfg.image_history_size, max_frames=self.max_frames,
+                patch=cfg.image_vit.patch_size, pad_to_max=True,
+            )  # fmt: skip
+            out["image_history"] = hist.images
+            out["image_history_mask"] = hist.masks.reshape(self.max_frames, -1)
         if self.with_audio:
             out.update(self.audio_arrays(ex))
         return out
@@ -253,8 +277,8 @@ class InputBuilder:
         h_mask = np.stack([h[1] for h in hist] + [np.zeros_like(mask)] * n_pad)
         return {"audio": spec, "audio_mask": mask, "audio_history": h_spec, "audio_history_mask": h_mask}
 
-    def collate(self, examples: list[Example]) -> dict[str, np.ndarray]:
-        rows = [self.arrays(e) for e in examples]
+    def collate(self, examples: list[Example], history: bool = True) -> dict[str, np.ndarray]:
+        rows = [self.arrays(e, history=history) for e in examples]
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
 

@@ -32,8 +32,9 @@ from policies.prompting import (
     vima_text,
 )
 from uio2_core.constraints import TokenDFA
-from uio2_core.decoding import DecodeConfig, generate
+from uio2_core.decoding import DecodeConfig, generate, history_latents
 from uio2_core.model import UIO2Model
+from uio2_core.preprocessing import preprocess_history_frames
 from uio2_core.vocab import Vocabulary
 
 
@@ -71,6 +72,7 @@ class UIO2Policy:
         template: int = 0,
         view: str = "front",
         seed: int = 0,
+        cache_inputs: bool = True,  # per episode: prompt token ids and history latents computed once
     ):
         self.model, self.vocab = model, vocab
         self.decode_cfg = decode or DecodeConfig(method="greedy")
@@ -81,11 +83,13 @@ class UIO2Policy:
             )
         self.max_frames = max_frames
         self.text_len = text_len
+        self.cache_inputs = cache_inputs
         self.rng = jax.random.key(seed)
         self.rows: list[_Row] = []
         # one codec per family for the policy's life, so that grammar tables are built once
         self.codecs = {"vima": VimaActionCodec(vocab), "pointnav": DiscreteActionCodec(vocab)}
         self._stacked: tuple[tuple[int, ...], TokenDFA] | None = None
+        self._no_frame: jax.Array | None = None  # latents of an empty history slot
         self.last_infos: list[dict[str, Any]] = []
 
     # -- protocol --
@@ -114,6 +118,7 @@ class UIO2Policy:
         self.builder = InputBuilder(
             self.model.cfg, self.vocab, text_len, self.max_frames,
             with_audio="audio" in getattr(tasks[0].observation_space, "spaces", {}),
+            cache_tokens=self.cache_inputs,
         )  # fmt: skip
 
     def _sized_text_len(self, row: _Row) -> int:
@@ -161,20 +166,55 @@ class UIO2Policy:
             self._stacked = (key, TokenDFA.stack(grammars))
         return self._stacked[1], max_len
 
+    def _history_latents(self) -> tuple[jax.Array, jax.Array]:
+        """The rows' history as perceiver latents [B, T, n, d] + frame mask [B, T]. A frame's latents
+        are computed once, in the first step that sees it (all rows' new frames in one call, padded
+        to a power of two so that few shapes compile), and kept in the row's history until the
+        frame leaves it or the episode ends."""
+        cfg = self.model.cfg
+        todo = [
+            (row.history, slot, image)
+            for row in self.rows
+            for slot, (image, kept) in enumerate(
+                zip(row.history.history_images(), row.history.history_latents(), strict=True)
+            )
+            if kept is None
+        ]
+        if todo:
+            pre = preprocess_history_frames(
+                [image for *_, image in todo], cfg.image_history_size, max_frames=len(todo),
+                patch=cfg.image_vit.patch_size,
+            )  # fmt: skip
+            n = 1 << (len(todo) - 1).bit_length()
+            frames = np.zeros((n, *pre.images.shape[1:]), np.float32)
+            masks = np.zeros((n, pre.masks[0].size), bool)
+            frames[: len(todo)], masks[: len(todo)] = pre.images, pre.masks.reshape(len(todo), -1)
+            latents = history_latents(self.model, jnp.asarray(frames), jnp.asarray(masks))
+            for k, (history, slot, _) in enumerate(todo):
+                history.set_latent(slot, latents[k])
+        p, d = cfg.image_history, cfg.transformer.d_model
+        if self._no_frame is None or self._no_frame.dtype != cfg.compute_dtype:
+            self._no_frame = jnp.zeros((p.num_latents, d), cfg.compute_dtype)
+        kept = [r.history.history_latents() for r in self.rows]
+        flat = [row[t] if t < len(row) else self._no_frame for row in kept for t in range(self.max_frames)]
+        valid = np.array([[t < len(row) for t in range(self.max_frames)] for row in kept])
+        latents = jnp.concatenate(flat).reshape(len(kept), self.max_frames, p.num_latents, d)
+        return latents, jnp.asarray(valid)
+
     def act_batch(self, observations: Sequence[dict], infos: Sequence[dict] | None = None) -> list[Any]:
         if len(observations) != len(self.rows):
             raise ValueError(
                 f"{len(observations)} observations for {len(self.rows)} episodes (call reset_batch)"
             )
         start = time.perf_counter()
-        batch = self.builder.collate(
-            [self._example(r, o) for r, o in zip(self.rows, observations, strict=True)]
-        )
+        examples = [self._example(r, o) for r, o in zip(self.rows, observations, strict=True)]
+        batch = {k: jnp.asarray(v) for k, v in self.builder.collate(examples, not self.cache_inputs).items()}
+        if self.cache_inputs:
+            batch["image_history_latents"], batch["image_history_latents_mask"] = self._history_latents()
         grammar, max_len = self._grammar()
         cfg = DecodeConfig(**{**self.decode_cfg.__dict__, "max_new_tokens": max_len})
         self.rng, sub = jax.random.split(self.rng)
-        out = generate(self.model, {k: jnp.asarray(v) for k, v in batch.items()}, "text", cfg, rng=sub,
-                       constraint=grammar)  # fmt: skip
+        out = generate(self.model, batch, "text", cfg, rng=sub, constraint=grammar)
         tokens = np.asarray(out.tokens)
         latency = time.perf_counter() - start
         actions = []

@@ -121,3 +121,23 @@ def test_jump_forward_gives_token_by_token_results_with_fewer_calls(tiny_model, 
     assert int(fast.calls) <= len(free) < int(slow.calls) == max(np.asarray(slow.length))
     if kind == "vima":
         assert len(free) == 8  # the verb, six location tokens, EOS: the issue's "free tokens + 1"
+
+
+def test_beams_sharing_the_encoder_output_match_the_k_fold_copies(tiny_model, tiny_batch):
+    """Beam search without k copies of the encoder output and cross keys/values: same beams."""
+    loc = range(32000, 33000)  # location bins: the beams have real choices to make
+    dfa = TokenDFA.from_slots([loc, loc, loc], 33280)
+    cfg = DecodeConfig(max_new_tokens=4, method="beam", num_beams=4)
+    shared = generate(tiny_model, tiny_batch, "text", cfg, constraint=dfa)
+    old = DecodeConfig(**{**cfg.__dict__, "beam_share_encoder": False})
+    copies = generate(tiny_model, tiny_batch, "text", old, constraint=dfa)
+    np.testing.assert_array_equal(shared.tokens, copies.tokens)
+    np.testing.assert_array_equal(shared.length, copies.length)
+    np.testing.assert_allclose(shared.log_prob, copies.log_prob, rtol=1e-5, atol=1e-5)
+    # the cache holds one copy of the cross keys/values per row, k of the self-attention rows
+    def cache():
+        enc = tiny_model.encode(tiny_batch)
+        return tiny_model.decoder.init_cache(enc.encoded, enc.rope, 4, beams=4)[0]
+
+    layer = jax.eval_shape(cache)  # traced, not run
+    assert layer["cross_k"].shape[0] == 2 and layer["k"].shape[0] == 8

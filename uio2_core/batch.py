@@ -7,6 +7,9 @@ A batch is a mapping of arrays (any subset of the modalities; masks optional):
     image_mask          [B, (S/16)^2]     bool patch mask
     image_history       [B, T, s, s, 3]   float, s = cfg.image_history_size, T <= max_frames
     image_history_mask  [B, T, (s/16)^2]  bool patch mask (a frame with no valid patch is padding)
+    image_history_latents       [B, T, n, d]  float, instead of image_history: each frame's perceiver
+                                              latents (`HistoryEmbedder.frame_latents`), computed earlier
+    image_history_latents_mask  [B, T]        bool, which frames are real
     audio               [B, 256, 128, 1]  float, normalised log-mel (time, mel)
     audio_mask          [B, 128]          bool patch mask
     audio_history       [B, T, 256, 128, 1]
@@ -21,7 +24,7 @@ import numpy as np
 
 from uio2_core.config import UIO2Config
 
-MODALITY_KEYS = ("text", "image", "image_history", "audio", "audio_history")
+MODALITY_KEYS = ("text", "image", "image_history", "image_history_latents", "audio", "audio_history")
 MASK_KEYS = tuple(f"{k}_mask" for k in MODALITY_KEYS[1:])
 
 
@@ -31,6 +34,7 @@ class InputError(ValueError):
 
 def expected_shapes(cfg: UIO2Config) -> dict[str, tuple[str | int, ...]]:
     s, h = cfg.image_input_size, cfg.image_history_size
+    nl, d = cfg.image_history.num_latents, cfg.transformer.d_model
     g, gh = cfg.image_grid, cfg.image_history_grid
     at, am = cfg.audio_input_size
     na = cfg.encoder_max_audio_length
@@ -40,6 +44,8 @@ def expected_shapes(cfg: UIO2Config) -> dict[str, tuple[str | int, ...]]:
         "image_mask": ("B", g * g),
         "image_history": ("B", "Ti", h, h, 3),
         "image_history_mask": ("B", "Ti", gh * gh),
+        "image_history_latents": ("B", "Ti", nl, d),
+        "image_history_latents_mask": ("B", "Ti"),
         "audio": ("B", at, am, 1),
         "audio_mask": ("B", na),
         "audio_history": ("B", "Ta", at, am, 1),
@@ -63,7 +69,13 @@ def check_inputs(cfg: UIO2Config, batch: Mapping[str, object]) -> int:
     for mk in MASK_KEYS:
         if mk in batch and mk[: -len("_mask")] not in batch:
             raise InputError(f"{mk!r} given without {mk[: -len('_mask')]!r}")
-    for key, pcfg in (("image_history", cfg.image_history), ("audio_history", cfg.audio_history)):
+    if "image_history" in batch and "image_history_latents" in batch:
+        raise InputError("give either 'image_history' (frames) or 'image_history_latents', not both")
+    for key, pcfg in (
+        ("image_history", cfg.image_history),
+        ("image_history_latents", cfg.image_history),
+        ("audio_history", cfg.audio_history),
+    ):
         if key in batch and len(batch[key].shape) > 1 and batch[key].shape[1] > pcfg.max_frames:
             raise InputError(
                 f"{key!r} has {batch[key].shape[1]} frames, "

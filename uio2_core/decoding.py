@@ -39,6 +39,9 @@ class DecodeConfig:
     # greedy under a TokenDFA: feed a run of grammar-forced tokens in one call of up to this many
     # positions ("jump-forward"; 0 or 1 = one call per token)
     jump_forward: int = 8
+    # beam search: the beams of a row share its encoder output and cross keys/values (False: k copies
+    # of each, reordered with the cache at every step, as before; kept for before/after measurements)
+    beam_share_encoder: bool = True
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -55,6 +58,37 @@ _SPLITS: dict[int, tuple] = {}
 HOST_CACHING = True  # benchmarks switch this off to measure what the caches save
 
 
+class StaticGraph:
+    """A graphdef as a jit static argument whose hash is computed once: hashing an NNX graphdef
+    walks the whole module tree (milliseconds for a model), and jit hashes static arguments on
+    every call."""
+
+    __slots__ = ("_hash", "graphdef")
+
+    def __init__(self, graphdef):
+        self.graphdef, self._hash = graphdef, hash(graphdef)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, StaticGraph) and (other is self or other.graphdef == self.graphdef)
+
+
+def _split(model: UIO2Model) -> tuple[StaticGraph, nnx.State]:
+    if not HOST_CACHING:
+        graphdef, state = nnx.split(model)
+        return StaticGraph(graphdef), state
+    children = tuple(id(v) for v in vars(model).values())
+    hit = _SPLITS.get(id(model))
+    if hit is not None and hit[0]() is model and hit[1] == children:
+        return hit[2], hit[3]
+    graphdef, state = nnx.split(model)
+    key, static = id(model), StaticGraph(graphdef)
+    _SPLITS[key] = (weakref.ref(model, lambda _: _SPLITS.pop(key, None)), children, static, state)
+    return static, state
+
+
 def split_model(model: UIO2Model):
     """`nnx.split(model)`, traversing the graph once per model instead of on every call.
 
@@ -62,20 +96,24 @@ def split_model(model: UIO2Model):
     (`nnx.update`, optimizer steps, checkpoint loading into the model) are seen without a new
     split. Replacing a top-level submodule is detected (its identity is checked); deeper surgery
     on the module tree needs `forget_split(model)`."""
-    if not HOST_CACHING:
-        return nnx.split(model)
-    children = tuple(id(v) for v in vars(model).values())
-    hit = _SPLITS.get(id(model))
-    if hit is not None and hit[0]() is model and hit[1] == children:
-        return hit[2], hit[3]
-    graphdef, state = nnx.split(model)
-    key = id(model)
-    _SPLITS[key] = (weakref.ref(model, lambda _: _SPLITS.pop(key, None)), children, graphdef, state)
-    return graphdef, state
+    static, state = _split(model)
+    return static.graphdef, state
 
 
 def forget_split(model: UIO2Model) -> None:
     _SPLITS.pop(id(model), None)
+
+
+@functools.partial(jax.jit, static_argnames=("static",))
+def _history_latents(static, state, frames, masks):
+    return nnx.merge(static.graphdef, state).history_latents(frames, masks)
+
+
+def history_latents(model: UIO2Model, frames, masks) -> jax.Array:
+    """Image-history frames [N, s, s, 3] + patch masks [N, P] -> latents [N, n, d] (compiled; an
+    agent computes a frame's latents once, when the frame enters its history)."""
+    static, state = _split(model)
+    return _history_latents(static, state, frames, masks)
 
 
 class Generated(NamedTuple):
@@ -277,9 +315,17 @@ def _repeat_tree(tree, k: int):
 
 
 def _beam_loop(model, enc, modality, cfg, constraint, batch):
+    """Beam search; the encoder output and the cross keys/values stay one per row, shared by its
+    beams (only the self-attention cache is reordered when beams are chosen)."""
     k, n = cfg.num_beams, cfg.max_new_tokens
-    enc = Encoded(*(_repeat_tree(x, k) for x in enc))
-    cache = model.init_cache(enc, modality, n)
+    limit = model.max_target_length(modality)
+    if n > limit:
+        raise ValueError(f"max_length {n} exceeds the {modality} target limit {limit}")
+    if cfg.beam_share_encoder:
+        cache = model.decoder.init_cache(enc.encoded, enc.rope, n, beams=k)
+    else:
+        enc = Encoded(*(_repeat_tree(x, k) for x in enc))
+        cache = model.decoder.init_cache(enc.encoded, enc.rope, n)
     cstate = _repeat_tree(constraint.init(batch), k) if constraint is not None else None
     vocab = model.token_embedder(modality).num_embeddings
     scores = jnp.tile(jnp.array([0.0] + [NEG] * (k - 1), jnp.float32), (batch, 1))
@@ -300,7 +346,10 @@ def _beam_loop(model, enc, modality, cfg, constraint, batch):
         was_done = jnp.take_along_axis(finished, beam, axis=1)
         lengths = jnp.take_along_axis(lengths, beam, axis=1) + (~was_done).astype(jnp.int32)
         finished = was_done | ((tok == EOS_ID) & cfg.stop_at_eos)
-        cache = jax.tree_util.tree_map(lambda x: x[rows], cache)
+        if cfg.beam_share_encoder:
+            cache = [{**c, "k": c["k"][rows], "v": c["v"][rows]} for c in cache]
+        else:
+            cache = jax.tree_util.tree_map(lambda x: x[rows], cache)
         if constraint is not None:
             cstate = constraint.update(gather_state(cstate, rows), tok.reshape(-1))
         return seqs, tok.reshape(-1), finished, scores, lengths, cache, cstate
@@ -330,9 +379,9 @@ def _pad_text_to(batch: Mapping[str, jax.Array], length: int) -> dict[str, jax.A
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "modality", "cfg"))
-def _generate(graphdef, state, batch, negative_batch, modality, cfg, rng, constraint):
-    model = nnx.merge(graphdef, state)
+@functools.partial(jax.jit, static_argnames=("static", "modality", "cfg"))
+def _generate(static, state, batch, negative_batch, modality, cfg, rng, constraint):
+    model = nnx.merge(static.graphdef, state)
     b = next(iter(batch.values())).shape[0]
     if cfg.guidance_scale is not None:
         if set(batch) != set(negative_batch):
@@ -371,15 +420,15 @@ def generate(
         raise ValueError("beam search with classifier-free guidance is not supported")
     if cfg.method == "sample" and rng is None:
         raise ValueError("sampling needs an rng key")
-    graphdef, state = split_model(model)
+    static, state = _split(model)
     rng = rng if rng is not None else jax.random.key(0)
     neg = dict(negative_batch) if negative_batch is not None else None
-    return _generate(graphdef, state, dict(batch), neg, modality, cfg, rng, constraint)
+    return _generate(static, state, dict(batch), neg, modality, cfg, rng, constraint)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "modality"))
-def _score(graphdef, state, batch, options, modality):
-    model = nnx.merge(graphdef, state)
+@functools.partial(jax.jit, static_argnames=("static", "modality"))
+def _score(static, state, batch, options, modality):
+    model = nnx.merge(static.graphdef, state)
     b, o, length = options.shape
     enc = model.encode(batch)
     enc = Encoded(*(_repeat_tree(x, o) for x in enc))
@@ -398,5 +447,5 @@ def score_options(
     The answer is the argmax (the official code takes the argmin of the mean NLL)."""
     if options.ndim != 3:
         raise ValueError(f"options must be [batch, num_options, length], got shape {options.shape}")
-    graphdef, state = split_model(model)
-    return _score(graphdef, state, dict(batch), jnp.asarray(options, jnp.int32), modality)
+    static, state = _split(model)
+    return _score(static, state, dict(batch), jnp.asarray(options, jnp.int32), modality)

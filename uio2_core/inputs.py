@@ -125,27 +125,42 @@ class HistoryEmbedder(nnx.Module):
         g = self.cfg.image_history_grid
         return (g, g)
 
+    def frame_latents(
+        self, frames: jax.Array, patch_mask: jax.Array | None, vit: VisionTransformer
+    ) -> jax.Array:
+        """frames [N, H, W, C], patch_mask [N, P] -> latents [N, num_latents, d] (before the modality
+        embedding). Each frame's latents depend on that frame alone, so an agent can compute them
+        once, when the frame enters its history, and keep them (`from_latents`)."""
+        dtype = self.cfg.compute_dtype
+        patches = patchify(frames, vit.cfg.patch_size)
+        n, p = patches.shape[:2]
+        mask = jnp.ones((n, p), bool) if patch_mask is None else patch_mask.reshape(n, p).astype(bool)
+        feats, _ = vit(patches, self.grid(), mask)
+        feats = jax.lax.stop_gradient(feats)
+        return self.post_projection(self.resampler(self.pre_projection(feats.astype(dtype)), mask))
+
+    def from_latents(self, latents: jax.Array, frame_valid: jax.Array) -> InputSequence:
+        """latents [B, T, num_latents, d] (`frame_latents`), frame_valid [B, T] -> [B, T * num_latents, d]."""
+        t, dtype, p = self.cfg.transformer, self.cfg.compute_dtype, self.pcfg
+        b, nf = latents.shape[:2]
+        embed = latents.astype(dtype) + self.modality_embedding[...].astype(dtype)
+        embed = embed.reshape(b, nf * p.num_latents, t.d_model)
+        token_mask = jnp.repeat(frame_valid.astype(bool), p.num_latents, axis=1)
+        table = grid_table(p.max_frames, p.num_latents, t.head_dim, base=t.rope_base)[: nf * p.num_latents]
+        return InputSequence(embed, token_mask, _broadcast_rope(table, b, dtype))
+
     def __call__(
         self, frames: jax.Array, patch_mask: jax.Array | None, vit: VisionTransformer
     ) -> InputSequence:
-        """frames [B, T, H, W, C], patch_mask [B, T, P] -> [B, T * num_latents, d]."""
-        t, dtype, p = self.cfg.transformer, self.cfg.compute_dtype, self.pcfg
+        """frames [B, T, H, W, C], patch_mask [B, T, P] -> [B, T * num_latents, d].
+
+        A frame's latents are valid iff any of its patches is valid."""
         b, nf = frames.shape[:2]
-        grid = self.grid()
-        patches = patchify(frames.reshape(b * nf, *frames.shape[2:]), vit.cfg.patch_size)
-        n = patches.shape[1]
-        mask = (
-            jnp.ones((b * nf, n), bool) if patch_mask is None else patch_mask.reshape(b * nf, n).astype(bool)
-        )
-        feats, _ = vit(patches, grid, mask)
-        feats = jax.lax.stop_gradient(feats)
-        latents = self.resampler(self.pre_projection(feats.astype(dtype)), mask)
-        embed = self.post_projection(latents) + self.modality_embedding[...].astype(dtype)
-        embed = embed.reshape(b, nf * p.num_latents, t.d_model)
-        frame_valid = mask.any(axis=-1).reshape(b, nf)
-        token_mask = jnp.repeat(frame_valid, p.num_latents, axis=1)
-        table = grid_table(p.max_frames, p.num_latents, t.head_dim, base=t.rope_base)[: nf * p.num_latents]
-        return InputSequence(embed, token_mask, _broadcast_rope(table, b, dtype))
+        flat = frames.reshape(b * nf, *frames.shape[2:])
+        mask = None if patch_mask is None else patch_mask.reshape(b * nf, -1)
+        latents = self.frame_latents(flat, mask, vit)
+        valid = jnp.ones((b, nf), bool) if patch_mask is None else patch_mask.astype(bool).any(axis=-1)
+        return self.from_latents(latents.reshape(b, nf, *latents.shape[1:]), valid)
 
 
 class InputEmbedders(nnx.Module):

@@ -109,6 +109,12 @@ class UIO2Model(nnx.Module):
         emb = self.input_embedders
         parts: list[InputSequence] = []
         for m in INPUT_MODALITIES:
+            if m == "image_history" and "image_history_latents" in batch:
+                latents, valid = batch["image_history_latents"], batch.get("image_history_latents_mask")
+                if valid is None:
+                    valid = jnp.ones(latents.shape[:2], bool)
+                parts.append(emb.image_history.from_latents(jnp.asarray(latents), valid))
+                continue
             if m not in batch:
                 continue
             x, mask = jnp.asarray(batch[m]), batch.get(f"{m}_mask")
@@ -123,6 +129,12 @@ class UIO2Model(nnx.Module):
             else:
                 parts.append(emb.audio_history(x, mask, emb.audio.vit))
         return concat_sequences(parts)
+
+    def history_latents(self, frames: jax.Array, patch_mask: jax.Array | None = None) -> jax.Array:
+        """Image-history frames [N, s, s, 3] (+ patch masks [N, P]) -> their latents [N, n, d], the
+        `image_history_latents` input (a frame's latents depend on that frame alone)."""
+        emb = self.input_embedders
+        return emb.image_history.frame_latents(frames, patch_mask, emb.image.vit)
 
     def encode_sequence(self, seq: InputSequence, segment_ids: jax.Array | None = None) -> Encoded:
         """Bidirectional encoder with a padding mask (and same-segment mask for packed rows)."""

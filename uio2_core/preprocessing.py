@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -113,6 +114,14 @@ def _as_float_image(image: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+@lru_cache(maxsize=64)
+def _resize_weights32(in_size: int, out_size: int) -> np.ndarray:
+    """float32 `_resize_weights`, kept: an agent resizes frames of the same sizes every step."""
+    w = _resize_weights(in_size, out_size).astype(np.float32)
+    w.flags.writeable = False
+    return w
+
+
 def _resize_weights(in_size: int, out_size: int) -> np.ndarray:
     """[out, in] weights of antialiased linear scale-and-translate (as TF / jax.image.resize)."""
     scale = out_size / in_size
@@ -132,8 +141,8 @@ def resize_bilinear(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     h, w = image.shape[:2]
     if (h, w) == (out_h, out_w):
         return image.astype(np.float32, copy=True)
-    wy = _resize_weights(h, out_h).astype(np.float32)
-    wx = _resize_weights(w, out_w).astype(np.float32)
+    wy = _resize_weights32(h, out_h)
+    wx = _resize_weights32(w, out_w)
     img = image.astype(np.float32)
     c = img.shape[2]
     # Contract the axis that shrinks the work most first (matters for large camera frames).

@@ -90,7 +90,17 @@ class DecoderLayer(nnx.Module):
     ) -> jax.Array:
         h = self.pre_cross_attention_norm(x)
         q = self.encoder_decoder_attention.project_q(h, rope)
-        x = x + self.encoder_decoder_attention.attend(q, cross_k, cross_v, cross_bias)
+        rows, n = x.shape[0], cross_k.shape[0]
+        if rows != n:
+            # beams share their row's cross keys/values: a row's k beams are k groups of queries
+            # against the same keys (cross-attention has no mask between positions)
+            g = rows // n
+            q = q.reshape(n, g * q.shape[1], *q.shape[2:])
+            out = self.encoder_decoder_attention.attend(q, cross_k, cross_v, cross_bias)
+            return self._mlp(x + out.reshape(rows, -1, out.shape[-1]))
+        return self._mlp(x + self.encoder_decoder_attention.attend(q, cross_k, cross_v, cross_bias))
+
+    def _mlp(self, x: jax.Array) -> jax.Array:
         return x + self.mlp(self.pre_mlp_norm(x))
 
     def cross_kv(self, encoded: jax.Array, enc_rope: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -163,9 +173,11 @@ class Decoder(nnx.Module):
             x = _run_layer(layer, self.remat, x, rope, self_bias, encoded, enc_rope, cross_bias)
         return self.decoder_norm(x)
 
-    def init_cache(self, encoded: jax.Array, enc_rope: jax.Array, max_length: int) -> Cache:
-        """Empty self-attention cache of `max_length` positions + cross keys/values, per layer."""
-        b, t = encoded.shape[0], self.t
+    def init_cache(self, encoded: jax.Array, enc_rope: jax.Array, max_length: int, beams: int = 1) -> Cache:
+        """Empty self-attention cache of `max_length` positions + cross keys/values, per layer.
+        `beams`: self-attention rows per encoded row (beam search); the cross keys/values stay one
+        per encoded row, shared by its beams."""
+        b, t = encoded.shape[0] * beams, self.t
         shape = (b, max_length, t.num_heads, t.head_dim)
         cache = []
         for layer in self.layers():

@@ -264,6 +264,19 @@ class Vocabulary:
             out.append(EOS_ID)
         return out
 
+    @staticmethod
+    def split_at_specials(text: str) -> list[str]:
+        """`text` cut before each special token (and the one space that belongs to it): the parts'
+        encodings concatenated equal `encode(text)`, so a caller can tokenise the parts that repeat
+        (a prompt, past actions) once and keep their ids."""
+        cuts, pos = [0], 0
+        for m in _SPECIAL_RE.finditer(text):
+            cut = m.start() - 1 if m.start() > pos and text[m.start() - 1] == " " else m.start()
+            if cut > cuts[-1]:
+                cuts.append(cut)
+            pos = m.end()
+        return [text[a:b] for a, b in zip(cuts, [*cuts[1:], len(text)], strict=True) if b > a]
+
     def decode(self, ids: Iterable[int]) -> str:
         """Ids -> text; stops at EOS, skips PAD, writes special ids as their names.
 
