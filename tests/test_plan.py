@@ -35,3 +35,16 @@ def test_plan_rejects_a_bad_mesh_and_memory_with_a_clear_error(capfd):
     bad_memory = ["--mesh", "1,1,1", "--batch-size", "8", "--device-memory", "80XB"]
     assert main(["plan", "--model", "tiny", *bad_memory]) == 2
     assert "--device-memory takes a size like 80GB" in capfd.readouterr().err
+
+
+def test_extend_linearly_goes_through_both_depths_and_extends_their_slope():
+    from training.plan import extend_linearly
+
+    at = {
+        3: {"arguments": 1126271000, "temporaries": 1173506144},
+        2: {"arguments": 861464600, "temporaries": 899659632},
+    }
+    assert extend_linearly(at, 2) == at[2] and extend_linearly(at, 3) == at[3]
+    est = extend_linearly(at, 24)  # xxl's 24 layers from its 2- and 3-layer compiles on 1,8,1
+    assert est["arguments"] == at[3]["arguments"] + 21 * (at[3]["arguments"] - at[2]["arguments"])
+    assert est["temporaries"] == at[3]["temporaries"] + 21 * (at[3]["temporaries"] - at[2]["temporaries"])
