@@ -244,7 +244,10 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
                     learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, mesh=mesh,
                     distributed=args.distributed, tokenizer=args.tokenizer, evaluate=evaluate,
                     checkpoint_every=args.eval_every, denoise=parse_denoise(args.denoise),
-                    remat=args.remat)  # fmt: skip
+                    remat=args.remat, view=args.view, prompt_crop=args.prompt_crop,
+                    location_sigma=args.location_sigma, freeze_vit=args.freeze_vit,
+                    heldout=[d for d in (args.heldout or "").split(",") if d],
+                    smooth_locations=args.smooth_locations)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -343,6 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--remat", choices=["none", "layer"], default="none",
                     help="activation checkpointing: recompute each layer in the backward pass")  # fmt: skip
+    tr.add_argument("--view", choices=["front", "top"], default="front", help="tabletop camera to train on")
+    tr.add_argument("--prompt-crop", action="store_true", help="crop VIMA prompt images to their object")
+    tr.add_argument("--location-sigma", type=float, default=0.0,
+                    help="Gaussian location targets over neighbouring bins (sigma in bins; 0: exact bin)")
+    tr.add_argument("--freeze-vit", action=argparse.BooleanOptionalAction, default=None,
+                    help="keep the image ViT frozen (default: frozen when fine-tuning a checkpoint only)")
+    tr.add_argument("--smooth-locations", action="store_true",
+                    help="from scratch: location-token embeddings start smooth over their bins")
+    tr.add_argument("--heldout", default=None,
+                    help="DATASET_DIR[,...] of held-out tabletop steps: pick/place location error in "
+                    "RUN_DIR/eval.jsonl at every checkpoint")
     tr.set_defaults(func=_cmd_train, dotted=True)
 
     from training.plan import add_arguments as add_plan_arguments

@@ -44,6 +44,7 @@ class TrainConfig:
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
     z_loss: float = Z_LOSS
+    location_sigma: float = 0.0  # > 0: Gaussian location targets over neighbour bins (training/objective.py)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     mesh: tuple[int, int, int] = (-1, 1, 1)  # (data, fsdp, model); -1 = all remaining devices
     # (encoder, decoder) token budgets: pack two examples per row (training/packing.py); the data side
@@ -142,7 +143,7 @@ class Trainer:
         else:
             enc = model.encode_sequence(model.embed_inputs(inputs), batch.get("segments/inputs"))
         logits = model.decode(enc, targets, masks, segments or None)
-        return uio2_loss(logits, targets, masks, self.cfg.z_loss)
+        return uio2_loss(logits, targets, masks, self.cfg.z_loss, self.cfg.location_sigma)
 
     def _train_step(self, state: dict, batch: dict) -> tuple[dict, dict]:
         (_, metrics), grads = jax.value_and_grad(self._loss, has_aux=True)(state["params"], batch)
