@@ -25,7 +25,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
-    run_demo(args.out, main, seed=args.seed, quick=args.quick)
+    run_demo(args.out, main, seed=args.seed, quick=args.quick, tabletop=args.tabletop)
     return 0
 
 
@@ -254,7 +254,11 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
                     learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, mesh=mesh,
                     distributed=args.distributed, tokenizer=args.tokenizer, evaluate=evaluate,
                     checkpoint_every=args.eval_every, denoise=parse_denoise(args.denoise),
-                    remat=args.remat, dtype=args.dtype, pack=_pack(args.pack))  # fmt: skip
+                    remat=args.remat, dtype=args.dtype, pack=_pack(args.pack),
+                    view=args.view, prompt_crop=args.prompt_crop,
+                    location_sigma=args.location_sigma, freeze_vit=args.freeze_vit,
+                    heldout=[d for d in (args.heldout or "").split(",") if d],
+                    smooth_locations=args.smooth_locations)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -358,6 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--pack", default=None, metavar="ENC,DEC",
                     help="two examples per row, valid tokens compacted to these encoder,decoder budgets "
                          "(even --batch-size; tokens over a budget are cut and counted)")  # fmt: skip
+    tr.add_argument("--view", choices=["front", "top"], default="front", help="tabletop camera to train on")
+    tr.add_argument("--prompt-crop", action="store_true", help="crop VIMA prompt images to their object")
+    tr.add_argument("--location-sigma", type=float, default=0.0,
+                    help="Gaussian location targets over neighbouring bins (sigma in bins; 0: exact bin)")
+    tr.add_argument("--freeze-vit", action=argparse.BooleanOptionalAction, default=None,
+                    help="keep the image ViT frozen (default: frozen when fine-tuning a checkpoint only)")
+    tr.add_argument("--smooth-locations", action="store_true",
+                    help="from scratch: location-token embeddings start smooth over their bins")
+    tr.add_argument("--heldout", default=None,
+                    help="DATASET_DIR[,...] of held-out tabletop steps: pick/place location error in "
+                    "RUN_DIR/eval.jsonl at every checkpoint")
     tr.set_defaults(func=_cmd_train, dotted=True)
 
     from training.plan import add_arguments as add_plan_arguments
@@ -383,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, help="output directory")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true", help="a much smaller run (for tests)")
+    demo.add_argument("--tabletop", action="store_true",
+                      help="also train on and evaluate tabletop tasks (one model on both families; "
+                      "does not yet beat random there: docs/tabletop_learning.md)")  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
 
     show = sub.add_parser("showcase", help="the tiny model end to end on one synthetic observation")

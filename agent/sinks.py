@@ -7,6 +7,7 @@ the env each step and writes `<task>_ep<k>.gif` (or .mp4) with the prompt and de
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,19 @@ class RecordingSink(EpisodeSink):
         self.recorder.end_episode({k: v for k, v in result.items() if k != "task"})
 
 
+def _prompt_images(prompt: str, assets: dict[str, Any]) -> list[tuple[str, np.ndarray]]:
+    """A VIMA prompt's object images, (placeholder, front view cropped to the object), in prompt order."""
+    from policies.prompting import chw_to_hwc, crop_to_object
+
+    names = list(dict.fromkeys(re.findall(r"\{(\w+)\}", prompt)))
+    out = []
+    for n in names:
+        rgb = (assets.get(n) or {}).get("rgb") or {}
+        if "front" in rgb:
+            out.append((n, crop_to_object(chw_to_hwc(rgb["front"]))))
+    return out
+
+
 class VideoSink(EpisodeSink):
     """Renders every step and writes one captioned video per episode into `out_dir`."""
 
@@ -67,6 +81,7 @@ class VideoSink(EpisodeSink):
     def start(self, slot_task: str, seed: int, env: gym.Env, obs: Any, info: dict) -> None:
         self.env, self.task, self.seed = env, slot_task, seed
         self.prompt = str(info.get("prompt") or slot_task)
+        self.prompt_images = _prompt_images(self.prompt, info.get("prompt_assets") or {})
         self.frames: list[np.ndarray] = [self._frame()]
         self.actions: list[str] = []
 
@@ -88,6 +103,7 @@ class VideoSink(EpisodeSink):
         name = self.task.replace("/", "_")
         path = self.out_dir / f"{name}_seed{self.seed}{self.suffix}"
         write_video(
-            path, self.frames, self.fps, self.prompt, [*self.actions, "success" if result["success"] else ""]
+            path, self.frames, self.fps, self.prompt, [*self.actions, "success" if result["success"] else ""],
+            prompt_images=self.prompt_images,
         )
         result["video"] = str(path)

@@ -61,13 +61,35 @@ def _wrap(text: str, font: Any, width: int, draw: ImageDraw.ImageDraw) -> list[s
     return lines
 
 
+PROMPT_IMAGE_SIZE = 48  # px of each prompt image in the caption band
+
+
+def _prompt_strip(
+    images: Sequence[tuple[str, np.ndarray]], width: int, font: Any, line_height: int
+) -> Image.Image:
+    """The prompt's images side by side, each labelled with its placeholder name."""
+    side = PROMPT_IMAGE_SIZE
+    strip = Image.new("RGB", (width, side + line_height + _PAD), _BACKGROUND)
+    draw = ImageDraw.Draw(strip)
+    x = _PAD
+    for name, img in images:
+        tile = Image.fromarray(np.asarray(img, np.uint8)).convert("RGB")
+        tile.thumbnail((side, side))
+        strip.paste(tile, (x, 0))
+        draw.text((x, side + 1), "{" + name + "}", fill=_TEXT, font=font)
+        x += max(side, int(draw.textlength("{" + name + "}", font=font))) + 2 * _PAD
+    return strip
+
+
 def caption_frames(
-    frames: Sequence[np.ndarray], prompt: str | None = None, actions: Sequence[Any] | None = None
-) -> list[np.ndarray]:
+    frames: Sequence[np.ndarray], prompt: str | None = None, actions: Sequence[Any] | None = None,
+    prompt_images: Sequence[tuple[str, np.ndarray]] | None = None,
+) -> list[np.ndarray]:  # fmt: skip
     """Frames (HWC uint8) with a caption band: prompt, `step t/N` and the action taken at that step.
 
     `actions` are raw actions (int, VIMA dict, stored row) or ready strings; all bands get the height of
-    the tallest so the video keeps one size.
+    the tallest so the video keeps one size. `prompt_images` ((placeholder name, HWC image) pairs: a
+    VIMA prompt's objects) are drawn in the band under the prompt text, labelled with their names.
     """
     if not frames:
         return []
@@ -86,6 +108,9 @@ def caption_frames(
             step = f"{step}  {action}"
         texts.append(lines + _wrap(step, font, width - 2 * _PAD, probe))
     band = 2 * _PAD + line_height * max(len(lines) for lines in texts)
+    strip = _prompt_strip(prompt_images, width, font, line_height) if prompt_images else None
+    strip_h = strip.height if strip is not None else 0
+    band += strip_h
     out = []
     for frame, lines in zip(frames, texts, strict=True):
         image = Image.fromarray(np.asarray(frame, np.uint8))
@@ -96,6 +121,8 @@ def caption_frames(
         draw = ImageDraw.Draw(canvas)
         for k, line in enumerate(lines):
             draw.text((_PAD, h * scale + _PAD + k * line_height), line, fill=_TEXT, font=font)
+        if strip is not None:
+            canvas.paste(strip, (0, h * scale + band - strip_h))
         out.append(np.asarray(canvas))
     return out
 
@@ -140,6 +167,7 @@ def write_video(
     prompt: str | None = None,
     actions: Sequence[Any] | None = None,
     captions: bool = True,
+    prompt_images: Sequence[tuple[str, np.ndarray]] | None = None,
 ) -> Path:
     """Write HWC uint8 frames as .gif (Pillow) or .mp4 (PyAV); captions as in `caption_frames`."""
     path = Path(path)
@@ -150,7 +178,11 @@ def write_video(
     shapes = {np.shape(f) for f in frames}
     if len(shapes) != 1:
         raise ValueError(f"all frames must have one shape, got {sorted(shapes)}")
-    out = caption_frames(frames, prompt, actions) if captions else [np.asarray(f, np.uint8) for f in frames]
+    out = (
+        caption_frames(frames, prompt, actions, prompt_images)
+        if captions
+        else [np.asarray(f, np.uint8) for f in frames]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".gif":

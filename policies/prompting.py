@@ -73,11 +73,28 @@ def mono(audio: np.ndarray) -> np.ndarray:
 # ---- VIMA -----------------------------------------------------------------------------------------
 
 
+def crop_to_object(image: np.ndarray, margin: float = 0.25) -> np.ndarray:
+    """The square around what differs from the background (the corner pixel's colour), with `margin`
+    of its side on each side. A prompt asset is one small object in a 128x256 frame: at a history
+    frame's size (48 px in `tiny`) it shrinks to a few pixels; cropped, it fills the frame, as VIMA's
+    object-centric prompt tokens see it. An empty image is returned unchanged."""
+    image = np.asarray(image)
+    diff = np.abs(image.astype(np.int16) - image[0, 0].astype(np.int16)).max(-1) > 12
+    rows, cols = np.flatnonzero(diff.any(1)), np.flatnonzero(diff.any(0))
+    if not len(rows):
+        return image
+    side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    side = int(side * (1 + 2 * margin))
+    cy, cx = (rows[0] + rows[-1]) // 2, (cols[0] + cols[-1]) // 2
+    top, left = max(cy - side // 2, 0), max(cx - side // 2, 0)
+    return image[top : top + side, left : left + side]
+
+
 def vima_prompt_images(
-    prompt: str, assets: dict[str, Any], view: str = "front"
+    prompt: str, assets: dict[str, Any], view: str = "front", crop: bool = False
 ) -> tuple[str, list[np.ndarray]]:
     """Replace each `{placeholder}` by `<image_history_i>` (order of first appearance) and collect
-    the assets' images for those slots."""
+    the assets' images for those slots (`crop`: each cropped to its object, `crop_to_object`)."""
     names: list[str] = []
     for m in _PLACEHOLDER.finditer(prompt):
         if m.group(1) not in names:
@@ -86,6 +103,8 @@ def vima_prompt_images(
     if missing:
         raise ValueError(f"prompt placeholders {missing} have no prompt asset")
     images = [chw_to_hwc(assets[n]["rgb"][view]) for n in names]
+    if crop:
+        images = [crop_to_object(im) for im in images]
     text = _PLACEHOLDER.sub(lambda m: f"<image_history_{names.index(m.group(1)) + 1}>", prompt)
     return text, images
 

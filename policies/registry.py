@@ -27,6 +27,8 @@ class UIO2Options:
     """prompt template index (policies/templates.json)"""
     view: Literal["front", "top"] = "front"
     """camera of tabletop observations"""
+    prompt_crop: bool = False
+    """crop each VIMA prompt image to its object (policies.prompting.crop_to_object)"""
     method: Literal["greedy", "sample", "beam"] = "greedy"
     """decoding method"""
     temperature: float = 1.0
@@ -64,7 +66,7 @@ class UIO2Options:
 
 
 # what a run directory's model.json records about how the model was trained (training/run.py writes it)
-RUN_OPTIONS = ("text_len", "max_frames", "view", "template")
+RUN_OPTIONS = ("text_len", "max_frames", "view", "template", "prompt_crop")
 RUN_TOKENIZER = "tokenizer.model"
 
 

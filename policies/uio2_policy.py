@@ -73,10 +73,11 @@ class UIO2Policy:
         view: str = "front",
         seed: int = 0,
         cache_inputs: bool = True,  # per episode: prompt token ids and history latents computed once
+        prompt_crop: bool = False,  # VIMA prompt images cropped to their object (as the run trained)
     ):
         self.model, self.vocab = model, vocab
         self.decode_cfg = decode or DecodeConfig(method="greedy")
-        self.template, self.view = template, view
+        self.template, self.view, self.prompt_crop = template, view, prompt_crop
         if not 1 <= max_frames <= model.cfg.image_history.max_frames:
             raise ValueError(
                 f"max_frames must be in 1..{model.cfg.image_history.max_frames}, got {max_frames}"
@@ -142,7 +143,7 @@ class UIO2Policy:
         family = task_family(task.action_space)
         history = EpisodeHistory(self.max_frames)
         if family == "vima":
-            text, images = vima_prompt_images(task.prompt, task.prompt_assets, self.view)
+            text, images = vima_prompt_images(task.prompt, task.prompt_assets, self.view, self.prompt_crop)
             history.reset(images)
             return _Row(family, self.codecs["vima"], history, text)
         return _Row(family, self.codecs["pointnav"], history)

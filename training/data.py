@@ -95,10 +95,11 @@ class ExampleBuilder:
     """Replays recorded episodes through the policy's prompting to make training examples."""
 
     def __init__(self, cfg: UIO2Config, vocab: Vocabulary, *, text_len: int = 128, target_len: int = 32,
-                 max_frames: int = 4, template: int = 0, view: str = "front"):  # fmt: skip
+                 max_frames: int = 4, template: int = 0, view: str = "front",
+                 prompt_crop: bool = False):  # fmt: skip
         self.cfg, self.vocab = cfg, vocab
         self.text_len, self.target_len, self.max_frames = text_len, target_len, max_frames
-        self.template, self.view = template, view
+        self.template, self.view, self.prompt_crop = template, view, prompt_crop
 
     def episode(self, ep: dict[str, np.ndarray], extra: dict[str, Any], family: str) -> EpisodeExamples:
         """Every step of `ep` as full model arrays, replayed step by step as the policy sees them: the
@@ -108,7 +109,8 @@ class ExampleBuilder:
         history = EpisodeHistory(self.max_frames)
         if family == "vima":
             codec: Any = VimaActionCodec(self.vocab)
-            prompt, images = vima_prompt_images(str(ep["task"][0]), _prompt_assets(extra), self.view)
+            prompt, images = vima_prompt_images(str(ep["task"][0]), _prompt_assets(extra), self.view,
+                                                self.prompt_crop)
             history.reset(images)
         else:
             codec = DiscreteActionCodec(self.vocab)

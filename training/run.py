@@ -14,16 +14,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from policies.registry import RUN_TOKENIZER, run_options
-from training.data import ExampleBuilder, TrainingData
+from training.data import ExampleBuilder, TrainingData, _family
+from training.dataset import open_dataset
 from training.denoising_sources import denoising_sources
+from training.location_metrics import location_error
 from training.mixture import MixtureData
 from training.optimizer import OptimizerConfig
 from training.trainer import TrainConfig, Trainer
 from uio2_core.checkpoints.ours import is_ours, save_params
 from uio2_core.config import CONFIG_NAMES, get_config
 from uio2_core.model import UIO2Model, build_model
-from uio2_core.vocab import Vocabulary, tiny_vocabulary
+from uio2_core.vocab import LOCATION_START, NUM_LOCATION_BINS, Vocabulary, tiny_vocabulary
 from uio2_errors import MissingFileError, OptionError
 
 TEXT_LEN, MAX_FRAMES = 128, 4  # the example shapes of `uio2 train` (saved in RUN_DIR/model.json)
@@ -68,6 +72,50 @@ def _vocabulary(model: str, tokenizer: str | None) -> Vocabulary:
     return Vocabulary.load(tokenizer)
 
 
+def smooth_location_embeddings(net: UIO2Model, seed: int = 0) -> None:
+    """Give the 1000 location tokens' (tied) embeddings a shared direction plus sinusoids of their bin
+    (periods from 2000 down to about 16 bins), so that neighbouring bins start alike. Randomly
+    initialised, every bin is an unrelated vector: a pick learnt at bin 500 says nothing about 503, and
+    no step raises "a location" as a group. For models trained from scratch only."""
+    emb = net.text_token_embedder.embedding
+    d = emb.shape[1]
+    rng = np.random.default_rng(seed)
+    bins = np.arange(NUM_LOCATION_BINS, dtype=np.float64)
+    freqs = np.geomspace(0.5, 64.0, d // 2)  # cycles over the 1000 bins
+    phase = 2 * np.pi * bins[:, None] * freqs[None] / NUM_LOCATION_BINS
+    waves = np.concatenate([np.sin(phase), np.cos(phase)], axis=1)  # unit-variance-ish per column / sqrt(2)
+    basis, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    shared = rng.normal(size=d)
+    rows = 0.8 * np.sqrt(2.0) * waves @ basis + 0.6 * shared
+    ids = location_token_ids()
+    emb[...] = emb[...].at[ids].set(rows.astype(emb[...].dtype))
+
+
+def location_token_ids() -> np.ndarray:
+    """Token id of each bin 0..999 (bin b <-> id 32999 - b)."""
+    return LOCATION_START + NUM_LOCATION_BINS - 1 - np.arange(NUM_LOCATION_BINS)
+
+
+def heldout_batches(paths: list[str], builder: ExampleBuilder, limit: int = 64) -> list[dict]:
+    """The first `limit` steps of each held-out dataset, built as training builds them, in batches of 16."""
+    batches = []
+    for path in paths:
+        ds = open_dataset(path)
+        rows: list[tuple[dict, np.ndarray]] = []
+        for e in range(ds.num_episodes):
+            ex = builder.episode(ds.episode(e), ds.episode_extra(e), _family(ds.features))
+            rows += [({k: v[t] for k, v in ex.inputs.items()}, ex.targets[t]) for t in range(len(ex.targets))]
+            if len(rows) >= limit:
+                break
+        rows = rows[:limit]
+        for i in range(0, len(rows), 16):
+            chunk = rows[i : i + 16]
+            batch = {k: np.stack([r[0][k] for r in chunk]) for k in chunk[0][0]}
+            batch["targets/text"] = np.stack([r[1] for r in chunk])
+            batches.append(batch)
+    return batches
+
+
 def train(
     data: list[str], model: str, steps: int, out: str | Path, *, batch_size: int = 8, seed: int = 0,
     learning_rate: float = 1e-2, warmup_steps: int = 50, text_len: int = TEXT_LEN,
@@ -76,11 +124,18 @@ def train(
     tokenizer: str | None = None, evaluate: Callable[[UIO2Model, int], dict] | None = None,
     checkpoint_every: int | None = None, denoise: dict[str, float] | None = None, remat: str = "none",
     dtype: str = "float32", pack: tuple[int, int] | None = None,
+    view: str = "front", prompt_crop: bool = False, location_sigma: float = 0.0,
+    freeze_vit: bool | None = None, heldout: list[str] | None = None, smooth_locations: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py). `dtype` is the compute dtype (the master
     parameters and the optimiser stay float32); `pack` = (encoder, decoder) token budgets of a row
-    holding two examples (training/packing.py)."""
+    holding two examples (training/packing.py). Datasets of different env families (tabletop
+    and PointNav) train one model: each row of a batch comes from one dataset, every dataset drawn
+    equally often (`TrainingData`). `heldout` (tabletop datasets) reports the location error of pick and
+    place at every checkpoint in eval.jsonl (training/location_metrics.py). `freeze_vit` None: the
+    image ViT stays frozen when fine-tuning a checkpoint, and trains with the rest from a config (a
+    frozen random ViT would only blur the scene)."""
     _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data, dtype, pack)
     if distributed:
         import jax
@@ -96,6 +151,8 @@ def train(
     tokenized = [m for m in ("image", "audio") if m in denoise]  # these need the (frozen) VQ-GANs
     if model in CONFIG_NAMES:
         net = build_model(get_config(model, dtype=dtype), seed=seed, with_vqgan=bool(tokenized))
+        if smooth_locations:
+            smooth_location_embeddings(net, seed)
     else:  # an official HF / T5X checkpoint or one of ours (e.g. a previous run): fine-tune it
         from uio2_core.checkpoints.formats import load_model
         from uio2_core.checkpoints.ours import read_config
@@ -112,7 +169,10 @@ def train(
         embedder = getattr(net.target_embedders, m)
         vqgans[m], embedder.vqgan = embedder.vqgan, None
     cfg = net.cfg
-    builder = ExampleBuilder(cfg, vocab, text_len=text_len, max_frames=max_frames)
+    if location_sigma < 0:
+        raise OptionError(f"--location-sigma must be >= 0, got {location_sigma}")
+    builder = ExampleBuilder(cfg, vocab, text_len=text_len, max_frames=max_frames, view=view,
+                             prompt_crop=prompt_crop)  # fmt: skip
     dataset = TrainingData(data, builder, batch_size, seed=seed)
     batch_at = dataset.batch_at
     if denoise:
@@ -121,28 +181,37 @@ def train(
         mixture = MixtureData([dataset.batch_at, *(fn for fn, _ in sources)],
                               [1.0 - sum(denoise.values()), *(w for _, w in sources)], seed=seed)  # fmt: skip
         batch_at = mixture.batch_at
-    opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps)
+    if freeze_vit is None:
+        freeze_vit = model not in CONFIG_NAMES
+    opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps, freeze_vit=freeze_vit)
     every = checkpoint_every or max(steps // 4, 1)
     tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt, remat=remat,
-                       pack=pack)  # fmt: skip
+                       pack=pack, location_sigma=location_sigma)  # fmt: skip
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames,
-                "denoise": denoise, "dtype": dtype}  # fmt: skip
+                "denoise": denoise, "dtype": dtype, "view": view, "prompt_crop": prompt_crop,
+                "heldout": heldout, "smooth_locations": smooth_locations}  # fmt: skip
     settings["prompts_over_text_len"] = dataset.text_report()  # cut the same way at evaluation
     meta = {"model": model, "data": data, "train": settings}
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     trainer = Trainer(net, tcfg, out)
     on_checkpoint = None
-    if evaluate is not None:
+    held = {path: heldout_batches([path], builder) for path in heldout or []}
+    if evaluate is not None or held:
 
         def on_checkpoint(t: Trainer) -> None:
-            result = {"step": t.step_count, **evaluate(t.merged_model(), t.step_count)}
+            result: dict[str, Any] = {"step": t.step_count}
+            if held:
+                model = t.merged_model()
+                result["location_per_dataset"] = {p: location_error(model, b) for p, b in held.items()}
+            if evaluate is not None:
+                result.update(evaluate(t.merged_model(), t.step_count))
             with (out / "eval.jsonl").open("a") as f:
                 f.write(json.dumps(result) + "\n")
 
     history = trainer.fit(batch_at, progress=progress, on_checkpoint=on_checkpoint)
     # every option that shapes the inputs, so that `--model RUN_DIR` restores them (policies/registry.py)
     saved = {"text_len": text_len, "max_frames": max_frames, "view": builder.view,
-             "template": builder.template}  # fmt: skip
+             "template": builder.template, "prompt_crop": prompt_crop}  # fmt: skip
     if tokenizer is not None and Path(tokenizer).resolve() != (out / RUN_TOKENIZER).resolve():
         shutil.copyfile(tokenizer, out / RUN_TOKENIZER)
     save_params(trainer.merged_model(), out, saved)

@@ -46,6 +46,7 @@ class TrainConfig:
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
     z_loss: float = Z_LOSS
+    location_sigma: float = 0.0  # > 0: Gaussian location targets over neighbour bins (training/objective.py)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     mesh: tuple[int, int, int] = (-1, 1, 1)  # (data, fsdp, model); -1 = all remaining devices
     # (encoder, decoder) token budgets: pack two examples per row (training/packing.py); the data side
@@ -150,7 +151,7 @@ class Trainer:
         else:
             enc = model.encode_sequence(model.embed_inputs(inputs), batch.get("segments/inputs"))
         logits = model.decode(enc, targets, masks, segments or None)
-        loss, metrics = uio2_loss(logits, targets, masks, self.cfg.z_loss)
+        loss, metrics = uio2_loss(logits, targets, masks, self.cfg.z_loss, self.cfg.location_sigma)
         if cut is not None:  # valid tokens over the packing budgets: they were not trained on
             metrics["pack_cut_tokens"] = cut.astype(jnp.float32)
         return loss, metrics

@@ -283,12 +283,21 @@ def _tiny() -> UIO2Config:
     )
 
 
-_CONFIGS = {"tiny": _tiny, "large": _large, "xl": _xl, "xxl": _xxl}
+def _small() -> UIO2Config:
+    """`tiny`'s widths and depths with 4x the main-image tokens: 128x128 main image (8x8 patches,
+    the ViT's position table sized for it) and 64x64 history frames. For tabletop manipulation, where
+    a pick must land within centimetres: at 64x64 a VIMA view (128x256) keeps 4x2 patches of scene."""
+    tiny = _tiny()
+    vit = dataclasses.replace(tiny.image_vit, num_pos=65)
+    return tiny.replace(name="small", image_vit=vit, image_input_size=128, image_history_size=64)
+
+
+_CONFIGS = {"tiny": _tiny, "small": _small, "large": _large, "xl": _xl, "xxl": _xxl}
 CONFIG_NAMES: tuple[str, ...] = tuple(_CONFIGS)
 
 
 def get_config(name: str, **overrides) -> UIO2Config:
-    """Config by name (`tiny`, `large`, `xl`, `xxl`); keyword overrides replace top-level fields."""
+    """Config by name (`tiny`, `small`, `large`, `xl`, `xxl`); keyword overrides replace top-level fields."""
     if name not in _CONFIGS:
         raise ValueError(f"unknown config name {name!r}; expected one of {', '.join(CONFIG_NAMES)}")
     cfg = _CONFIGS[name]()
