@@ -132,7 +132,7 @@ def test_bad_inputs_get_clear_errors(tiny_model, tiny_batch, change, message):
 
 
 def test_unknown_config_name_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"unknown config name 'huge'.*tiny, large, xl, xxl"):
+    with pytest.raises(ValueError, match=r"unknown config name 'huge'.*tiny, small, large, xl, xxl"):
         get_config("huge")
 
 
