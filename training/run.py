@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from policies.registry import RUN_TOKENIZER, run_options
-from training.data import ExampleBuilder, TrainingData, _family
-from training.dataset import open_dataset
+from training.data import ExampleBuilder, TrainingData
 from training.denoising_sources import denoising_sources
 from training.location_metrics import location_error
 from training.mixture import MixtureData
@@ -97,17 +96,12 @@ def location_token_ids() -> np.ndarray:
 
 
 def heldout_batches(paths: list[str], builder: ExampleBuilder, limit: int = 64) -> list[dict]:
-    """The first `limit` steps of each held-out dataset, built as training builds them, in batches of 16."""
+    """The first `limit` steps of each held-out dataset, indexed as training indexes them
+    (`TrainingData.example`), in batches of 16."""
     batches = []
     for path in paths:
-        ds = open_dataset(path)
-        rows: list[tuple[dict, np.ndarray]] = []
-        for e in range(ds.num_episodes):
-            ex = builder.episode(ds.episode(e), ds.episode_extra(e), _family(ds.features))
-            rows += [({k: v[t] for k, v in ex.inputs.items()}, ex.targets[t]) for t in range(len(ex.targets))]
-            if len(rows) >= limit:
-                break
-        rows = rows[:limit]
+        data = TrainingData([path], builder, 16)
+        rows = [data.example(0, i) for i in range(min(limit, data.num_steps))]
         for i in range(0, len(rows), 16):
             chunk = rows[i : i + 16]
             batch = {k: np.stack([r[0][k] for r in chunk]) for k in chunk[0][0]}
