@@ -124,15 +124,15 @@ def lerobot_view(root: Path, cache: Path) -> dict:
             hf[key] = datasets.Sequence(length=ft["shape"][0], feature=datasets.Value(ft["dtype"]))
     data_files = [str(p) for p in sorted((root / "data").glob("*/*.parquet"))]
     meta_files = [str(p) for p in sorted((root / "meta/episodes").glob("*/*.parquet"))]
+    if not data_files:  # LeRobot raises FileNotFoundError; nothing of an episode may be there either
+        assert info["total_episodes"] == 0 and not meta_files, meta_files
+        return {"episodes": 0, "frames": 0, "info_episodes": 0, "rows": 0}
     cache.mkdir(parents=True, exist_ok=True)
     n = len(list(cache.iterdir()))
     episodes = datasets.Dataset.from_parquet(meta_files, cache_dir=str(cache / f"{n}m"))
     rows = {r["episode_index"]: r for r in episodes.select_columns(
         [c for c in episodes.column_names if not c.startswith("stats/")]).to_list()}  # fmt: skip
     tasks = pd.read_parquet(root / "meta/tasks.parquet")
-    if not data_files:  # LeRobot raises FileNotFoundError; nothing of an episode may be there either
-        assert info["total_episodes"] == 0
-        return {"episodes": 0, "frames": 0, "info_episodes": 0, "rows": len(rows)}
     data = datasets.Dataset.from_parquet(
         data_files, features=datasets.Features(hf), cache_dir=str(cache / f"{n}d")
     )
