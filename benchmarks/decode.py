@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from agent.benchmarking import bench_config, device_name, median_seconds, synthetic_batch
+from agent.benchmarking import bench_config, device_name, matmul_peak_flops, median_seconds, synthetic_batch
 from policies.codecs import VimaActionCodec
 from uio2_core import decoding
 from uio2_core.constraints import TokenDFA
@@ -66,20 +66,40 @@ def beam_search(model, batch, repeats: int, beams: int = 4, new_tokens: int = 8)
             "speedup": ms["before"] / ms["after"], "same_tokens": same}  # fmt: skip
 
 
+def _with_history_latents(model, batch: dict) -> dict | None:
+    """The batch with its history frames replaced by their latents (what an agent holds in an
+    episode's steady state: each frame went through the ViT and perceiver once, when it arrived)."""
+    if "image_history" not in batch:
+        return None
+    frames = batch["image_history"]
+    b, t = frames.shape[:2]
+    masks = batch.get("image_history_mask")
+    flat_masks = None if masks is None else masks.reshape(b * t, -1)
+    latents = decoding.history_latents(model, frames.reshape(b * t, *frames.shape[2:]), flat_masks)
+    out = {k: v for k, v in batch.items() if not k.startswith("image_history")}
+    out["image_history_latents"] = jax.block_until_ready(latents.reshape(b, t, *latents.shape[1:]))
+    return out
+
+
 def vima_action(model, batch, repeats: int) -> dict:
-    """One VIMA action's decode (prefill included), before and after, side by side."""
+    """One VIMA action's decode (prefill included), before and after, side by side. "after" is an
+    episode's first step (history frames through the ViT and perceiver in the call);
+    "after_cached_history" a later step (the frames' latents computed when they arrived)."""
     codec = VimaActionCodec(tiny_vocabulary())
     b = next(iter(batch.values())).shape[0]
     dfa = codec.grammar(0) if b == 1 else TokenDFA.stack([codec.grammar(0)] * b)
     old_len = int((np.asarray(codec.grammar(0).transitions) >= 0).any(axis=1).sum()) + 1
+    cached = _with_history_latents(model, batch)
     variants = {
-        "before": (False, DecodeConfig(old_len, jump_forward=0, stop_at_eos=False)),
-        "after": (True, DecodeConfig(codec.grammar_length(0))),
+        "before": (False, DecodeConfig(old_len, jump_forward=0, stop_at_eos=False), batch),
+        "after": (True, DecodeConfig(codec.grammar_length(0)), batch),
     }
+    if cached is not None:
+        variants["after_cached_history"] = (True, DecodeConfig(codec.grammar_length(0)), cached)
     out, runs = {}, {}
-    for name, (caching, cfg) in variants.items():
+    for name, (caching, cfg, inputs) in variants.items():
         decoding.HOST_CACHING = caching
-        runs[name] = lambda cfg=cfg: generate(model, batch, "text", cfg, constraint=dfa)
+        runs[name] = lambda cfg=cfg, x=inputs: generate(model, x, "text", cfg, constraint=dfa)
         res = jax.block_until_ready(runs[name]())  # compile
         start = time.perf_counter()
         for _ in range(repeats):
@@ -88,7 +108,7 @@ def vima_action(model, batch, repeats: int) -> dict:
         out[name] = {"model_calls": int(res.calls), "split_ms": split_ms,
                      "text": codec.to_text(np.asarray(res.tokens)[0]), "times": []}  # fmt: skip
     for _ in range(repeats):  # interleaved, so that a shared machine's load hits both alike
-        for name, (caching, _cfg) in variants.items():
+        for name, (caching, *_) in variants.items():
             decoding.HOST_CACHING = caching
             start = time.perf_counter()
             jax.block_until_ready(runs[name]())
@@ -96,7 +116,7 @@ def vima_action(model, batch, repeats: int) -> dict:
     for name in variants:
         out[name]["s_per_action"] = float(np.median(out[name].pop("times")))
     decoding.HOST_CACHING = True
-    out["same_tokens"] = out["before"]["text"] == out["after"]["text"]
+    out["same_tokens"] = len({v["text"] for v in out.values()}) == 1
     out["speedup"] = out["before"]["s_per_action"] / out["after"]["s_per_action"]
     return out
 
@@ -108,15 +128,19 @@ def main() -> None:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--text-len", type=int, default=64)
-    p.add_argument("--inputs", choices=["text", "all"], default="all")
+    p.add_argument("--inputs", choices=["text", "all", "vima"], default="all",
+                   help="vima: text, image and 4 history frames (the issue's VIMA-sized example)")
     p.add_argument("--new-tokens", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-beam", action="store_true", help="leave out the beam-search comparison")
     args = p.parse_args()
 
     cfg = bench_config(args.model, args.layers, args.dtype)
     model = UIO2Model(cfg, rngs=nnx.Rngs(0), with_vqgan=False)
     graphdef, state = nnx.split(model)
-    batch = synthetic_batch(cfg, args.batch, args.text_len, args.inputs)
+    batch = synthetic_batch(cfg, args.batch, args.text_len, "text" if args.inputs == "text" else "all")
+    if args.inputs == "vima":
+        batch = {k: v for k, v in batch.items() if not k.startswith("audio")}
     n = args.new_tokens
 
     @jax.jit
@@ -146,9 +170,13 @@ def main() -> None:
         return decode
 
     decode, decode_recompute = make_decode(False), make_decode(True)
+    compiled = prefill.lower(state, batch).compile()
+    cost = compiled.cost_analysis()
+    prefill_flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
     enc, cache = jax.block_until_ready(prefill(state, batch))
     jax.block_until_ready(decode(state, enc, cache))
     jax.block_until_ready(decode_recompute(state, enc, cache))
+    peak = matmul_peak_flops(repeats=args.repeats)  # measured beside the prefill, same load
     prefill_s = median_seconds(lambda: prefill(state, batch), args.repeats)
     decode_s = median_seconds(lambda: decode(state, enc, cache), args.repeats)
     recompute_s = median_seconds(lambda: decode_recompute(state, enc, cache), args.repeats)
@@ -161,12 +189,15 @@ def main() -> None:
     gbs = read_bandwidth_gbs(step_bytes, args.repeats)
     floor_ms = 1000 * step_bytes / (gbs * 1e9)
     vima = vima_action(model, batch, args.repeats)
-    beam = beam_search(model, batch, args.repeats)
+    beam = None if args.no_beam else beam_search(model, batch, args.repeats)
     print(json.dumps({
         "benchmark": "decode", "model": cfg.name, "dtype": cfg.dtype, "device": device_name(),
         "params_without_vqgan": int(params), "batch": args.batch, "inputs": args.inputs,
         "encoder_tokens": int(enc.encoded.shape[1]), "new_tokens": n,
-        "prefill_ms": 1000 * prefill_s, "ms_per_token": 1000 * decode_s / n,
+        "prefill_ms": 1000 * prefill_s, "prefill_gflop": prefill_flops / 1e9,
+        "prefill_gflop_s": prefill_flops / prefill_s / 1e9, "matmul_peak_gflop_s": peak / 1e9,
+        "prefill_pct_of_matmul_peak": 100 * prefill_flops / prefill_s / peak,
+        "ms_per_token": 1000 * decode_s / n,
         "tokens_per_s": args.batch * n / decode_s,
         "ms_per_token_recomputing_cross_kv": 1000 * recompute_s / n,
         "speedup_from_cached_cross_kv": recompute_s / decode_s,
