@@ -191,20 +191,22 @@ def _decode_loop_writes_over_positions(model, batch) -> list:
     return [(name, dims) for name, dims in writes if length in dims and np.prod(dims) >= half_row]
 
 
-def test_a_decode_step_reads_the_cross_keys_and_values_in_place(tiny_model, tiny_batch):
+def test_a_decode_step_reads_the_cross_keys_and_values_in_place(tiny_model):
     """The decode cache keeps keys/values in the layout a step's dot reads them in
     ([B, H, D, L]): nothing in the compiled loop rewrites the cross keys/values, whereas laid out
     as [B, L, H, D] they were transposed whole at every step and layer. Same tokens either way."""
     from uio2_core import transformer
 
+    rng = np.random.default_rng(0)  # text only (a cheap encoder), 37 positions: a distinct length
+    batch = {"text": jax.numpy.asarray(rng.integers(3, 32000, size=(2, 37)), jax.numpy.int32)}
     cfg = DecodeConfig(max_new_tokens=6, stop_at_eos=False)
-    new = generate(tiny_model, tiny_batch, "text", cfg)
-    assert _decode_loop_writes_over_positions(tiny_model, tiny_batch) == []
+    new = generate(tiny_model, batch, "text", cfg)
+    assert _decode_loop_writes_over_positions(tiny_model, batch) == []
     transformer.CACHE_LAYOUT_FOR_DOT = False
     try:
-        assert len(_decode_loop_writes_over_positions(tiny_model, tiny_batch)) >= 2  # K and V
+        assert len(_decode_loop_writes_over_positions(tiny_model, batch)) >= 2  # K and V
         jax.clear_caches()  # the generate compiled above traced the other layout
-        old = generate(tiny_model, tiny_batch, "text", cfg)
+        old = generate(tiny_model, batch, "text", cfg)
     finally:
         transformer.CACHE_LAYOUT_FOR_DOT = True
         jax.clear_caches()
