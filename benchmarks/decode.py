@@ -15,6 +15,7 @@ after (shared by a row's beams).
 
 import argparse
 import json
+import sys
 import time
 
 import jax
@@ -22,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from agent.benchmarking import bench_config, device_name, median_seconds, synthetic_batch
+from agent.benchmarking import bench_config, device_name, matmul_peak_flops, median_seconds, synthetic_batch
 from policies.codecs import VimaActionCodec
-from uio2_core import decoding
+from uio2_core import decoding, transformer
 from uio2_core.constraints import TokenDFA
 from uio2_core.decoding import DecodeConfig, generate
 from uio2_core.model import UIO2Model
@@ -66,20 +67,44 @@ def beam_search(model, batch, repeats: int, beams: int = 4, new_tokens: int = 8)
             "speedup": ms["before"] / ms["after"], "same_tokens": same}  # fmt: skip
 
 
-def vima_action(model, batch, repeats: int) -> dict:
-    """One VIMA action's decode (prefill included), before and after, side by side."""
+def _with_history_latents(model, batch: dict) -> dict | None:
+    """The batch with its history frames replaced by their latents (what an agent holds in an
+    episode's steady state: each frame went through the ViT and perceiver once, when it arrived)."""
+    if "image_history" not in batch:
+        return None
+    frames = batch["image_history"]
+    b, t = frames.shape[:2]
+    masks = batch.get("image_history_mask")
+    flat_masks = None if masks is None else masks.reshape(b * t, -1)
+    latents = decoding.history_latents(model, frames.reshape(b * t, *frames.shape[2:]), flat_masks)
+    out = {k: v for k, v in batch.items() if not k.startswith("image_history")}
+    out["image_history_latents"] = jax.block_until_ready(latents.reshape(b, t, *latents.shape[1:]))
+    return out
+
+
+def vima_action(model, batch, repeats: int, names: list[str]) -> dict:
+    """One VIMA action's decode (prefill included), before and after, side by side. "after" is an
+    episode's first step (history frames through the ViT and perceiver in the call);
+    "after_cached_history" a later step (the frames' latents computed when they arrived)."""
     codec = VimaActionCodec(tiny_vocabulary())
     b = next(iter(batch.values())).shape[0]
     dfa = codec.grammar(0) if b == 1 else TokenDFA.stack([codec.grammar(0)] * b)
     old_len = int((np.asarray(codec.grammar(0).transitions) >= 0).any(axis=1).sum()) + 1
+    cached = _with_history_latents(model, batch)
     variants = {
-        "before": (False, DecodeConfig(old_len, jump_forward=0, stop_at_eos=False)),
-        "after": (True, DecodeConfig(codec.grammar_length(0))),
+        "before": (False, DecodeConfig(old_len, jump_forward=0, stop_at_eos=False), batch),
+        "after": (True, DecodeConfig(codec.grammar_length(0)), batch),
     }
+    if cached is not None:
+        variants["after_cached_history"] = (True, DecodeConfig(codec.grammar_length(0)), cached)
+    unknown = set(names) - set(variants)
+    if unknown:
+        raise SystemExit(f"unknown --vima variants {sorted(unknown)}; expected some of {sorted(variants)}")
+    variants = {k: v for k, v in variants.items() if k in names}
     out, runs = {}, {}
-    for name, (caching, cfg) in variants.items():
+    for name, (caching, cfg, inputs) in variants.items():
         decoding.HOST_CACHING = caching
-        runs[name] = lambda cfg=cfg: generate(model, batch, "text", cfg, constraint=dfa)
+        runs[name] = lambda cfg=cfg, x=inputs: generate(model, x, "text", cfg, constraint=dfa)
         res = jax.block_until_ready(runs[name]())  # compile
         start = time.perf_counter()
         for _ in range(repeats):
@@ -87,17 +112,27 @@ def vima_action(model, batch, repeats: int) -> dict:
         split_ms = 1000 * (time.perf_counter() - start) / repeats
         out[name] = {"model_calls": int(res.calls), "split_ms": split_ms,
                      "text": codec.to_text(np.asarray(res.tokens)[0]), "times": []}  # fmt: skip
+    # yardstick: the bare prefill (encode + cross K/V, full frames), timed in the same rounds, so
+    # that an action can be compared with figures taken on a less loaded machine
+    graphdef, state = nnx.split(model)
+    prefill = jax.jit(lambda s, x: (m := nnx.merge(graphdef, s)).init_cache(m.encode(x), "text", 8))
+    jax.block_until_ready(prefill(state, batch))
+    prefill_times = []
     for _ in range(repeats):  # interleaved, so that a shared machine's load hits both alike
-        for name, (caching, _cfg) in variants.items():
+        prefill_times.append(median_seconds(lambda: prefill(state, batch), 1))
+        for name, (caching, *_) in variants.items():
             decoding.HOST_CACHING = caching
             start = time.perf_counter()
             jax.block_until_ready(runs[name]())
             out[name]["times"].append(time.perf_counter() - start)
+    out["prefill_s"] = float(np.median(prefill_times))
     for name in variants:
         out[name]["s_per_action"] = float(np.median(out[name].pop("times")))
+        out[name]["over_prefill"] = out[name]["s_per_action"] / out["prefill_s"]
     decoding.HOST_CACHING = True
-    out["same_tokens"] = out["before"]["text"] == out["after"]["text"]
-    out["speedup"] = out["before"]["s_per_action"] / out["after"]["s_per_action"]
+    out["same_tokens"] = len({v["text"] for k, v in out.items() if k in variants}) == 1
+    if "before" in out and "after" in out:
+        out["speedup"] = out["before"]["s_per_action"] / out["after"]["s_per_action"]
     return out
 
 
@@ -108,22 +143,52 @@ def main() -> None:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--text-len", type=int, default=64)
-    p.add_argument("--inputs", choices=["text", "all"], default="all")
+    p.add_argument(
+        "--inputs",
+        choices=["text", "all", "vima"],
+        default="all",
+        help="vima: text, image and 4 history frames (the issue's VIMA-sized example)",
+    )
     p.add_argument("--new-tokens", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-beam", action="store_true", help="leave out the beam-search comparison")
+    p.add_argument(
+        "--vima-only",
+        action="store_true",
+        help="only the VIMA action (a large model's separate run: less memory held at once)",
+    )
+    p.add_argument("--no-recompute", action="store_true", help="leave out the recomputed cross-K/V loop")
+    p.add_argument(
+        "--vima",
+        default="before,after,after_cached_history",
+        help="VIMA-action variants to time (comma-separated; empty: none)",
+    )
     args = p.parse_args()
 
     cfg = bench_config(args.model, args.layers, args.dtype)
     model = UIO2Model(cfg, rngs=nnx.Rngs(0), with_vqgan=False)
     graphdef, state = nnx.split(model)
-    batch = synthetic_batch(cfg, args.batch, args.text_len, args.inputs)
+    batch = synthetic_batch(cfg, args.batch, args.text_len, "text" if args.inputs == "text" else "all")
+    if args.inputs == "vima":
+        batch = {k: v for k, v in batch.items() if not k.startswith("audio")}
     n = args.new_tokens
 
-    @jax.jit
-    def prefill(state, batch):
-        m = nnx.merge(graphdef, state)
-        enc = m.encode(batch)
-        return enc, m.init_cache(enc, "text", n)
+    if args.vima_only:
+        variants = [v for v in args.vima.split(",") if v]
+        out = {"benchmark": "decode", "model": cfg.name, "dtype": cfg.dtype, "device": device_name(),
+               "inputs": args.inputs, "repeats": args.repeats,
+               "vima_action": vima_action(model, batch, args.repeats, variants)}  # fmt: skip
+        print(json.dumps(out, indent=2))
+        return
+
+    def make_prefill():
+        @jax.jit
+        def prefill(state, batch):
+            m = nnx.merge(graphdef, state)
+            enc = m.encode(batch)
+            return enc, m.init_cache(enc, "text", n)
+
+        return prefill
 
     def make_decode(recompute_cross_kv: bool):
         """The cached greedy loop; optionally recomputing the cross-attention keys/values at every
@@ -136,7 +201,7 @@ def main() -> None:
             def body(i, carry):
                 tok, cache = carry
                 if recompute_cross_kv:
-                    kvs = [layer.cross_kv(enc.encoded, enc.rope) for layer in m.decoder.layers()]
+                    kvs = [layer.cached_cross_kv(enc.encoded, enc.rope) for layer in m.decoder.layers()]
                     cache = [dict(c, cross_k=k, cross_v=v) for c, (k, v) in zip(cache, kvs, strict=True)]
                 logits, cache = m.decode_step(enc, "text", tok, i, cache)
                 return jnp.argmax(logits, -1).astype(jnp.int32), cache
@@ -145,36 +210,65 @@ def main() -> None:
 
         return decode
 
-    decode, decode_recompute = make_decode(False), make_decode(True)
+    prefill = make_prefill()
+    cost = prefill.lower(state, batch).compile().cost_analysis()
+    prefill_flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
     enc, cache = jax.block_until_ready(prefill(state, batch))
-    jax.block_until_ready(decode(state, enc, cache))
-    jax.block_until_ready(decode_recompute(state, enc, cache))
-    prefill_s = median_seconds(lambda: prefill(state, batch), args.repeats)
-    decode_s = median_seconds(lambda: decode(state, enc, cache), args.repeats)
-    recompute_s = median_seconds(lambda: decode_recompute(state, enc, cache), args.repeats)
+    # decode loops, each with the cache its prefill made: "cache_as_before" keeps keys/values
+    # [B, L, H, D] (transformer.CACHE_LAYOUT_FOR_DOT = False), which XLA transposes every step
+    loops = {"decode": (make_decode(False), cache)}
+    as_before = [{k: jnp.transpose(v, (0, 3, 1, 2)) for k, v in c.items()} for c in cache]
+    transformer.CACHE_LAYOUT_FOR_DOT = False
+    try:
+        loops["cache_as_before"] = (make_decode(False), as_before)
+        jax.block_until_ready(loops["cache_as_before"][0](state, enc, as_before))  # traced with it
+    finally:
+        transformer.CACHE_LAYOUT_FOR_DOT = True
+    if not args.no_recompute:
+        loops["recompute"] = (make_decode(True), cache)
+    for f, c in loops.values():
+        jax.block_until_ready(f(state, enc, c))
     params = sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
     step_bytes = (
         _nbytes(nnx.state(model.decoder, nnx.Param))
         + _nbytes(model.token_embedder("text").embedding[...])
         + _nbytes([(c["cross_k"], c["cross_v"]) for c in cache])
     )
-    gbs = read_bandwidth_gbs(step_bytes, args.repeats)
+    # every measurement once per round, rounds interleaved: a shared machine's load hits all alike
+    times: dict[str, list[float]] = {k: [] for k in ["prefill", "peak", "bandwidth", *loops]}
+    for _ in range(args.repeats):
+        times["peak"].append(matmul_peak_flops(repeats=1))
+        times["prefill"].append(median_seconds(lambda: prefill(state, batch), 1))
+        times["bandwidth"].append(read_bandwidth_gbs(step_bytes, 1))
+        for name, (f, c) in loops.items():
+            times[name].append(median_seconds(lambda f=f, c=c: f(state, enc, c), 1))
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    peak, prefill_s, gbs, decode_s = med["peak"], med["prefill"], med["bandwidth"], med["decode"]
     floor_ms = 1000 * step_bytes / (gbs * 1e9)
-    vima = vima_action(model, batch, args.repeats)
-    beam = beam_search(model, batch, args.repeats)
-    print(json.dumps({
+    result = {
         "benchmark": "decode", "model": cfg.name, "dtype": cfg.dtype, "device": device_name(),
         "params_without_vqgan": int(params), "batch": args.batch, "inputs": args.inputs,
-        "encoder_tokens": int(enc.encoded.shape[1]), "new_tokens": n,
-        "prefill_ms": 1000 * prefill_s, "ms_per_token": 1000 * decode_s / n,
+        "encoder_tokens": int(enc.encoded.shape[1]), "new_tokens": n, "repeats": args.repeats,
+        "prefill_ms": 1000 * prefill_s, "prefill_gflop": prefill_flops / 1e9,
+        "prefill_gflop_s": prefill_flops / prefill_s / 1e9, "matmul_peak_gflop_s": peak / 1e9,
+        "prefill_pct_of_matmul_peak": 100 * prefill_flops / prefill_s / peak,
+        "ms_per_token": 1000 * decode_s / n,
         "tokens_per_s": args.batch * n / decode_s,
-        "ms_per_token_recomputing_cross_kv": 1000 * recompute_s / n,
-        "speedup_from_cached_cross_kv": recompute_s / decode_s,
+        "ms_per_token_cache_as_before": 1000 * med["cache_as_before"] / n,
+        "speedup_from_cache_layout": med["cache_as_before"] / decode_s,
         "bytes_read_per_token": step_bytes, "read_bandwidth_gb_s": gbs, "floor_ms_per_token": floor_ms,
         "ms_per_token_over_floor": 1000 * decode_s / n / floor_ms,
-        "vima_action": vima,
-        "beam_search": beam,
-    }, indent=2))  # fmt: skip
+        "ms_per_token_over_floor_cache_as_before": 1000 * med["cache_as_before"] / n / floor_ms,
+    }  # fmt: skip
+    if "recompute" in med:
+        result["ms_per_token_recomputing_cross_kv"] = 1000 * med["recompute"] / n
+        result["speedup_from_cached_cross_kv"] = med["recompute"] / decode_s
+    print(json.dumps(result), file=sys.stderr, flush=True)  # progress: a long run may not finish
+    variants = [v for v in args.vima.split(",") if v]
+    result["vima_action"] = vima_action(model, batch, args.repeats, variants) if variants else None
+    print(json.dumps(result["vima_action"]), file=sys.stderr, flush=True)
+    result["beam_search"] = None if args.no_beam else beam_search(model, batch, args.repeats)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ def test_beams_sharing_the_encoder_output_match_the_k_fold_copies(tiny_model, ti
     np.testing.assert_array_equal(shared.tokens, copies.tokens)
     np.testing.assert_array_equal(shared.length, copies.length)
     np.testing.assert_allclose(shared.log_prob, copies.log_prob, rtol=1e-5, atol=1e-5)
+
     # the cache holds one copy of the cross keys/values per row, k of the self-attention rows
     def cache():
         enc = tiny_model.encode(tiny_batch)
@@ -141,3 +142,73 @@ def test_beams_sharing_the_encoder_output_match_the_k_fold_copies(tiny_model, ti
 
     layer = jax.eval_shape(cache)  # traced, not run
     assert layer["cross_k"].shape[0] == 2 and layer["k"].shape[0] == 8
+
+
+def _loop_body_writes(hlo: str) -> list[tuple[str, list[int]]]:
+    """(instruction, result shape) for every top-level instruction of the while loops' bodies
+    in an optimised HLO module (fusion insides are separate computations and not listed)."""
+    import re
+
+    bodies = set(re.findall(r"\bwhile\(.*?body=%?([\w.\-]+)", hlo))
+    out, current = [], None
+    for line in hlo.splitlines():
+        head = re.match(r"^%?([\w.\-]+) .*\{$", line)
+        if head and not line.startswith(" "):
+            current = head.group(1)
+            continue
+        m = re.match(r"\s+(?:ROOT )?%?([\w.\-]+) = \w+\[([\d,]*)\]\S* (\S+)\(", line)
+        if current in bodies and m and m.group(3) not in ("parameter", "get-tuple-element", "bitcast"):
+            dims = [int(d) for d in m.group(2).split(",") if d]
+            out.append((f"{m.group(1)} {m.group(3)}", dims))
+    return out
+
+
+def _decode_loop_writes_over_positions(model, batch) -> list:
+    """Instructions of a compiled 4-step decode loop that write an array over the encoder
+    positions as large as half a row's cross K of one layer."""
+    import jax.numpy as jnp
+
+    graphdef, state = nnx.split(model)
+    enc = model.encode(batch)
+    cache = model.init_cache(enc, "text", 4)
+
+    @jax.jit
+    def decode(state, enc, cache):
+        m = nnx.merge(graphdef, state)
+
+        def body(i, carry):
+            logits, cache = m.decode_step(enc, "text", carry[0], i, carry[1])
+            return jnp.argmax(logits, -1).astype(jnp.int32), cache
+
+        return jax.lax.fori_loop(0, 4, body, (jnp.zeros((2,), jnp.int32), cache))[0]
+
+    writes = _loop_body_writes(decode.lower(state, enc, cache).compile().as_text())
+    assert any("dot" in name for name, _ in writes)  # the parse found the loop body
+    t = model.cfg.transformer
+    length = enc.encoded.shape[1]
+    assert length not in (t.num_heads, t.head_dim, 2)
+    half_row = t.num_heads * t.head_dim * length // 2
+    return [(name, dims) for name, dims in writes if length in dims and np.prod(dims) >= half_row]
+
+
+def test_a_decode_step_reads_the_cross_keys_and_values_in_place(tiny_model):
+    """The decode cache keeps keys/values in the layout a step's dot reads them in
+    ([B, H, D, L]): nothing in the compiled loop rewrites the cross keys/values, whereas laid out
+    as [B, L, H, D] they were transposed whole at every step and layer. Same tokens either way."""
+    from uio2_core import transformer
+
+    rng = np.random.default_rng(0)  # text only (a cheap encoder), 37 positions: a distinct length
+    batch = {"text": jax.numpy.asarray(rng.integers(3, 32000, size=(2, 37)), jax.numpy.int32)}
+    cfg = DecodeConfig(max_new_tokens=6, stop_at_eos=False)
+    new = generate(tiny_model, batch, "text", cfg)
+    assert _decode_loop_writes_over_positions(tiny_model, batch) == []
+    transformer.CACHE_LAYOUT_FOR_DOT = False
+    try:
+        assert len(_decode_loop_writes_over_positions(tiny_model, batch)) >= 2  # K and V
+        jax.clear_caches()  # the generate compiled above traced the other layout
+        old = generate(tiny_model, batch, "text", cfg)
+    finally:
+        transformer.CACHE_LAYOUT_FOR_DOT = True
+        jax.clear_caches()
+    np.testing.assert_array_equal(np.asarray(new.tokens), np.asarray(old.tokens))
+    np.testing.assert_allclose(np.asarray(new.log_prob), np.asarray(old.log_prob), rtol=1e-5)

@@ -94,6 +94,11 @@ class GeluMLP(nnx.Module):
         return self.wo(jax.nn.gelu(self.wi(x), approximate=self.approximate))
 
 
+def to_cache_layout(x: jax.Array) -> jax.Array:
+    """Keys or values [B, L, H, D] -> [B, H, D, L], the layout decode caches keep them in."""
+    return jnp.transpose(x, (0, 2, 3, 1))
+
+
 def mask_to_bias(mask: jax.Array | None) -> jax.Array | None:
     """Boolean [B, 1|H, Lq, Lk] mask -> additive float32 bias (0 or -1e10)."""
     if mask is None:
@@ -172,6 +177,26 @@ class MultiHeadAttention(nnx.Module):
             logits = logits + bias
         weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        return self.out(out.reshape(*out.shape[:2], -1))
+
+    def attend_cached(
+        self, q: jax.Array, k_t: jax.Array, v_t: jax.Array, bias: jax.Array | None
+    ) -> jax.Array:
+        """`attend` with keys/values held as a decode cache holds them, [B, H, D, Lk] (see
+        `to_cache_layout`): the layout XLA's CPU dot wants for one query against many keys, so a
+        decode step reads the cache in place instead of transposing all of it first."""
+        qf, kf = q.astype(jnp.float32), k_t.astype(jnp.float32)
+        if self.scaled_cosine:
+            qf = qf / jnp.maximum(jnp.linalg.norm(qf, axis=-1, keepdims=True), 1e-12)
+            kf = kf / jnp.maximum(jnp.linalg.norm(kf, axis=2, keepdims=True), 1e-12)
+            scale = jnp.exp(jnp.minimum(self.logit_scale[...].astype(jnp.float32), math.log(100.0)))
+            logits = jnp.einsum("bqhd,bhdk->bhqk", qf, kf) * scale[None, :, None, None]
+        else:
+            logits = jnp.einsum("bqhd,bhdk->bhqk", qf / math.sqrt(self.head_dim), kf)
+        if bias is not None:
+            logits = logits + bias
+        weights = jax.nn.softmax(logits, axis=-1).astype(v_t.dtype)
+        out = jnp.einsum("bhqk,bhdk->bqhd", weights, v_t)
         return self.out(out.reshape(*out.shape[:2], -1))
 
     def __call__(

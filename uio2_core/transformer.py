@@ -14,9 +14,18 @@ import jax.numpy as jnp
 from flax import nnx
 
 from uio2_core.config import TransformerConfig
-from uio2_core.layers import GatedMLP, MultiHeadAttention, RMSNorm, mask_to_bias
+from uio2_core.layers import GatedMLP, MultiHeadAttention, RMSNorm, mask_to_bias, to_cache_layout
 
 Cache = list[dict[str, jax.Array]]
+
+# decode caches hold keys/values as [B, H, D, positions], the layout a step's dot reads in place;
+# False: [B, positions, H, D], as before, which XLA transposed whole at every step and layer
+# (kept so that benchmarks/decode.py measures the difference in one run)
+CACHE_LAYOUT_FOR_DOT = True
+
+
+def _cache_layout(x: jax.Array) -> jax.Array:
+    return to_cache_layout(x) if CACHE_LAYOUT_FOR_DOT else x
 
 
 def _attention(t: TransformerConfig, rngs: nnx.Rngs, dtype, param_dtype) -> MultiHeadAttention:
@@ -87,18 +96,22 @@ class DecoderLayer(nnx.Module):
         cross_k: jax.Array,
         cross_v: jax.Array,
         cross_bias: jax.Array | None,
+        cached: bool = False,
     ) -> jax.Array:
+        """`cached`: cross_k/cross_v in the cache layout [n, H, D, L] (else [n, L, H, D])."""
         h = self.pre_cross_attention_norm(x)
-        q = self.encoder_decoder_attention.project_q(h, rope)
+        attention = self.encoder_decoder_attention
+        attend = attention.attend_cached if cached else attention.attend
+        q = attention.project_q(h, rope)
         rows, n = x.shape[0], cross_k.shape[0]
         if rows != n:
             # beams share their row's cross keys/values: a row's k beams are k groups of queries
             # against the same keys (cross-attention has no mask between positions)
             g = rows // n
             q = q.reshape(n, g * q.shape[1], *q.shape[2:])
-            out = self.encoder_decoder_attention.attend(q, cross_k, cross_v, cross_bias)
+            out = attend(q, cross_k, cross_v, cross_bias)
             return self._mlp(x + out.reshape(rows, -1, out.shape[-1]))
-        return self._mlp(x + self.encoder_decoder_attention.attend(q, cross_k, cross_v, cross_bias))
+        return self._mlp(x + attend(q, cross_k, cross_v, cross_bias))
 
     def _mlp(self, x: jax.Array) -> jax.Array:
         return x + self.mlp(self.pre_mlp_norm(x))
@@ -106,6 +119,11 @@ class DecoderLayer(nnx.Module):
     def cross_kv(self, encoded: jax.Array, enc_rope: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Keys use the *encoder* positions; queries later use the decoder positions."""
         return self.encoder_decoder_attention.project_kv(encoded, enc_rope)
+
+    def cached_cross_kv(self, encoded: jax.Array, enc_rope: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """`cross_kv` in the decode cache's layout [B, H, D, L] (transposed once per encoding)."""
+        k, v = self.cross_kv(encoded, enc_rope)
+        return _cache_layout(k), _cache_layout(v)
 
     def __call__(
         self,
@@ -131,17 +149,22 @@ class DecoderLayer(nnx.Module):
         cross_bias: jax.Array | None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """New positions index.. per row: x [B, T, d] (T = 1 when decoding token by token, more when
-        feeding a forced run); writes k/v at index..index+T-1, position index+j attends to <= index+j."""
+        feeding a forced run); writes k/v at index..index+T-1, position index+j attends to <= index+j.
+        The cache holds keys/values as [B, H, D, positions] (`to_cache_layout`)."""
         h = self.pre_self_attention_norm(x)
         k_new, v_new = self.self_attention.project_kv(h, rope)
-        k = jax.lax.dynamic_update_slice_in_dim(cache["k"], k_new.astype(cache["k"].dtype), index, axis=1)
-        v = jax.lax.dynamic_update_slice_in_dim(cache["v"], v_new.astype(cache["v"].dtype), index, axis=1)
+        k_new, v_new = _cache_layout(k_new), _cache_layout(v_new)
+        axis = 3 if CACHE_LAYOUT_FOR_DOT else 1
+        k = jax.lax.dynamic_update_slice_in_dim(cache["k"], k_new.astype(cache["k"].dtype), index, axis=axis)
+        v = jax.lax.dynamic_update_slice_in_dim(cache["v"], v_new.astype(cache["v"].dtype), index, axis=axis)
         query_pos = index + jnp.arange(x.shape[1])[:, None]
-        visible = (jnp.arange(k.shape[1])[None, :] <= query_pos)[None, None]
-        x = x + self.self_attention.attend(
-            self.self_attention.project_q(h, rope), k, v, mask_to_bias(visible)
+        visible = (jnp.arange(k.shape[axis])[None, :] <= query_pos)[None, None]
+        attention = self.self_attention
+        attend = attention.attend_cached if CACHE_LAYOUT_FOR_DOT else attention.attend
+        x = x + attend(attention.project_q(h, rope), k, v, mask_to_bias(visible))
+        x = self._cross_and_mlp(
+            x, rope, cache["cross_k"], cache["cross_v"], cross_bias, cached=CACHE_LAYOUT_FOR_DOT
         )
-        x = self._cross_and_mlp(x, rope, cache["cross_k"], cache["cross_v"], cross_bias)
         return x, {**cache, "k": k, "v": v}
 
 
@@ -178,10 +201,11 @@ class Decoder(nnx.Module):
         `beams`: self-attention rows per encoded row (beam search); the cross keys/values stay one
         per encoded row, shared by its beams."""
         b, t = encoded.shape[0] * beams, self.t
-        shape = (b, max_length, t.num_heads, t.head_dim)
+        h, d = t.num_heads, t.head_dim
+        shape = (b, h, d, max_length) if CACHE_LAYOUT_FOR_DOT else (b, max_length, h, d)
         cache = []
         for layer in self.layers():
-            ck, cv = layer.cross_kv(encoded, enc_rope)
+            ck, cv = layer.cached_cross_kv(encoded, enc_rope)
             cache.append(
                 {
                     "k": jnp.zeros(shape, ck.dtype),
