@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agent.demo import EVAL_SEED, TABLETOP_TRAIN
 
 LEVELS = ("L1", "L2", "L3")
@@ -122,6 +124,33 @@ def train_options(passthrough: list[str]) -> argparse.Namespace:
         raise BenchmarkError(f"a flag passed on to uio2 train: {err}") from err
 
 
+def train_kwargs(topt: argparse.Namespace) -> dict[str, Any]:
+    """`training.run.train`'s keyword arguments from the parsed `uio2 train` flags: every flag named as
+    one of its parameters (so a new `uio2 train` option passes through), the few that the command
+    line converts converted the same way."""
+    import inspect
+
+    from agent.cli import _pack
+    from training.denoising_sources import parse_denoise
+    from training.run import train
+
+    convert = {"mesh": lambda v: tuple(int(x) for x in v.split(",")), "denoise": parse_denoise, "pack": _pack}
+    own = {
+        "data",
+        "steps",
+        "out",
+        "model",
+        "batch_size",
+        "seed",
+        "evaluate",
+        "checkpoint_every",
+        "heldout",
+        "progress",
+    }
+    params = inspect.signature(train).parameters
+    return {k: convert.get(k, lambda v: v)(v) for k, v in vars(topt).items() if k in params and k not in own}
+
+
 def _rate(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: summary[k] for k in ("episodes", "success_rate", "success_ci95")}
 
@@ -149,6 +178,21 @@ def rollouts(policy: Any, levels: list[str], tasks: list[str], episodes: int, nu
         for entry in entries:
             per_task[entry.task] = _rate(summarize([r for r in results if r["task"] == entry.task]))
         out[level] = {**_rate(summarize(results)), "tasks": len(entries), "per_task": per_task}
+    return out
+
+
+def padded(batches: list[dict], rows: int = 16) -> list[dict]:
+    """Every held-out batch filled up to `rows` rows (the last one of a dataset is short), so that the
+    location metric compiles one shape, not one per dataset size. A filler row repeats the first row's
+    inputs with empty targets: it holds no VIMA action, and `location_error` counts none for it."""
+    out = []
+    for batch in batches:
+        n = len(batch["targets/text"])
+        if n < rows:
+            fill = {k: np.repeat(v[:1], rows - n, axis=0) for k, v in batch.items()}
+            fill.update({k: np.zeros_like(v) for k, v in fill.items() if k.startswith("targets/")})
+            batch = {k: np.concatenate([v, fill[k]]) for k, v in batch.items()}
+        out.append(batch)
     return out
 
 
@@ -183,7 +227,6 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> dict[str, Any]:
     from envs.tabletop.levels import LEVEL_TASKS
     from policies.uio2_policy import UIO2Policy
     from training.data import ExampleBuilder
-    from training.denoising_sources import parse_denoise
     from training.run import MAX_FRAMES, TEXT_LEN, heldout_batches, train
     from uio2_core.vocab import Vocabulary, tiny_vocabulary
 
@@ -258,6 +301,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> dict[str, Any]:
             make_policy("random", seed=args.seed), levels, level_tasks, args.eval_episodes, args.num_envs
         )
         result["random_eval_s"] = time.perf_counter() - t
+        _write(result, out)
 
     schedule = Schedule(args.budget_min * 60, args.eval_points, args.max_steps, args.eval_every_steps)
     run_dir = out / "run"
@@ -282,7 +326,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> dict[str, Any]:
                 prompt_crop=topt.prompt_crop,
             )
             if not held:
-                held.update({task: heldout_batches([str(p)], builder) for task, p in heldout.items()})
+                held.update({task: padded(heldout_batches([str(p)], builder)) for task, p in heldout.items()})
             policy = UIO2Policy(
                 model,
                 vocab,
@@ -323,21 +367,10 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> dict[str, Any]:
             run_dir,
             batch_size=args.batch_size,
             seed=args.seed,
-            learning_rate=topt.learning_rate,
-            warmup_steps=topt.warmup_steps,
-            mesh=tuple(int(x) for x in topt.mesh.split(",")),
             progress=False,
-            tokenizer=topt.tokenizer,
             evaluate=checkpoint,
             checkpoint_every=args.checkpoint_every,
-            denoise=parse_denoise(topt.denoise),
-            remat=topt.remat,
-            dtype=topt.dtype,
-            view=topt.view,
-            prompt_crop=topt.prompt_crop,
-            location_sigma=topt.location_sigma,
-            freeze_vit=topt.freeze_vit,
-            smooth_locations=topt.smooth_locations,
+            **train_kwargs(topt),
         )
     last = result["points"][-1]
     result["train"] = {
@@ -352,6 +385,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> dict[str, Any]:
     result["wall_s"] = time.perf_counter() - wall
     _write(result, out)
     plot(result, out / "learning_curve.png")
+    (out / "learning_tables.md").write_text(markdown(result))
     print("\n" + table(result))
     print(
         f"JSON in {out / 'learning.json'}, curve in {out / 'learning_curve.png'} ({result['wall_s']:.0f} s)"
@@ -383,6 +417,39 @@ def table(result: dict[str, Any]) -> str:
                 f"{level:<5} {task:<28} {tr['success_rate']:>8.3f} {f'[{lo:.2f}, {hi:.2f}]':>14} {rs}"
             )
     return "\n".join(rows)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The doc's tables: success per level at each evaluation, per task at the last, location error."""
+
+    def cell(r: dict[str, Any]) -> str:
+        lo, hi = r["success_ci95"]
+        return f"{r['success_rate']:.3f} [{lo:.2f}, {hi:.2f}]"
+
+    points, rand = result["points"], result.get("random", {})
+    levels = list(points[-1]["levels"])
+    lines = ["| step | training s | " + " | ".join(f"{lv} success [95% CI]" for lv in levels) + " |",
+             "|---|---|" + "---|" * len(levels)]  # fmt: skip
+    for p in points:
+        rates = " | ".join(cell(p["levels"][lv]) for lv in levels)
+        lines.append(f"| {p['step']} | {p['train_s']:.0f} | {rates} |")
+    if rand:
+        lines.append("| random | - | " + " | ".join(cell(rand[lv]) for lv in levels) + " |")
+    last = points[-1]["levels"]
+    lines += ["", f"| task (step {points[-1]['step']}) | " + " | ".join(levels) + " | random L1 |",
+              "|---|" + "---|" * (len(levels) + 1)]  # fmt: skip
+    for task in last[levels[0]]["per_task"]:
+        row = [cell(last[lv]["per_task"][task]) if task in last[lv]["per_task"] else "-" for lv in levels]
+        r1 = rand.get("L1", {}).get("per_task", {}).get(task)
+        lines.append(f"| {task} | " + " | ".join(row) + f" | {cell(r1) if r1 else '-'} |")
+    lines += ["", "| step | pick error m | place error m | picks within 2 cm | places within 2 cm |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for p in points:
+        a = p["location_error"]["all"]
+        if a.get("location_examples"):
+            errors = (a["pick_m"], a["place_m"], a["pick_within_2cm"], a["place_within_2cm"])
+            lines.append(f"| {p['step']} | " + " | ".join(f"{e:.3f}" for e in errors) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _matplotlib() -> Any:

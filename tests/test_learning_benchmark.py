@@ -44,6 +44,8 @@ def test_quick_run_writes_a_learning_curve_per_level_and_task(tmp_path):
         k: result["points"][-1]["levels"]["L1"][k] for k in result["final"]["L1"]
     }
     assert result["reference"]["VIMA-200M_L1"]["success_rate"] == 0.815
+    tables = (tmp_path / "learning_tables.md").read_text()
+    assert tables.count("| visual_manipulation |") == 1 and "| 4 |" in tables
     png = (tmp_path / "learning_curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000  # a drawn figure, not an empty file
     from PIL import Image
@@ -74,3 +76,20 @@ def test_a_missing_matplotlib_is_a_one_line_error_before_any_work(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert "uio2-embodied[bench]" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "data").exists()
+
+
+def test_filler_rows_of_a_padded_held_out_batch_hold_no_location_to_score():
+    """The held-out batches are filled to one shape; the location metric must count only the real rows."""
+    import numpy as np
+
+    from training.location_metrics import vima_slots
+    from uio2_core.vocab import LOCATION_START
+
+    targets = np.zeros((3, 8), np.int32)
+    targets[:, :6] = LOCATION_START + np.arange(6)  # one VIMA action's six location slots per row
+    batch = {"text": np.arange(3 * 4).reshape(3, 4), "targets/text": targets}
+    (full,) = _benchmark().padded([batch], rows=16)
+    assert full["text"].shape == (16, 4) and full["targets/text"].shape == (16, 8)
+    assert (full["text"][3:] == batch["text"][0]).all()  # filler rows repeat real inputs
+    true_bins, _ = vima_slots(full, np.zeros((16, 8), np.int64))
+    assert len(true_bins) == 3
