@@ -18,6 +18,7 @@ def _benchmark():
     return module
 
 
+@pytest.mark.slow  # compiles a train step, greedy decoding and the location metric: ~40-55 s of CPU
 def test_quick_run_writes_a_learning_curve_per_level_and_task(tmp_path):
     pytest.importorskip("matplotlib")
     assert _benchmark().main(["--out", str(tmp_path), "--quick"]) == 0
