@@ -20,7 +20,7 @@ def _benchmark():
 
 @pytest.mark.slow  # compiles a train step, greedy decoding and the location metric: ~40-55 s of CPU
 def test_quick_run_writes_a_learning_curve_per_level_and_task(tmp_path):
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="matplotlib (the test extra) is not installed")
     assert _benchmark().main(["--out", str(tmp_path), "--quick"]) == 0
     result = json.loads((tmp_path / "learning.json").read_text())
     tasks = ["visual_manipulation", "rotate"]
