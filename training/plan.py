@@ -56,6 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="bfloat16", help="compute dtype (parameters stay float32)")
     p.add_argument("--replicate-opt-state", action="store_true",
                    help="the old layout: optimiser state whole on every device (to compare)")  # fmt: skip
+    p.add_argument("--pin-rows", action="store_true",
+                   help="keep every transformer layer's input and output split by rows like the batch "
+                        "(XLA then gathers fsdp-split weights; without it, it may keep every row's "
+                        "activations on every device)")  # fmt: skip
     p.add_argument("--device-memory", default=None, help="per-device memory to check against, e.g. 80GB")
     p.add_argument("--extrapolate", action="store_true",
                    help="an estimate in a fraction of the time: compile with 2 and 3 encoder/decoder layers "
@@ -75,16 +79,23 @@ def _sharded_bytes(tree) -> int:
 EXTRAPOLATE_LAYERS = (2, 3)
 
 
+def _train_config(args: argparse.Namespace, mesh: tuple[int, int, int]):
+    from training.trainer import TrainConfig
+
+    return TrainConfig(mesh=mesh, remat=args.remat, shard_opt_state=not args.replicate_opt_state,
+                       pin_rows=getattr(args, "pin_rows", False))  # fmt: skip
+
+
 def _compile(cfg, args: argparse.Namespace, mesh: tuple[int, int, int]):
     """(abstract trainer, compiled step's memory_analysis()) for `cfg` on the first prod(mesh) devices."""
     import jax
     import numpy as np
 
-    from training.trainer import TrainConfig, Trainer
+    from training.trainer import Trainer
     from uio2_core.model import abstract_model
 
     model = abstract_model(cfg, with_vqgan=False)
-    tcfg = TrainConfig(mesh=mesh, remat=args.remat, shard_opt_state=not args.replicate_opt_state)
+    tcfg = _train_config(args, mesh)
     trainer = Trainer(model, tcfg, devices=jax.devices()[: int(np.prod(mesh))])
     b = args.batch_size
     batch = {"text": jax.ShapeDtypeStruct((b, args.text_len), np.int32),
@@ -119,7 +130,7 @@ def _extrapolated(cfg, args: argparse.Namespace, mesh: tuple[int, int, int]) -> 
     import jax
     import numpy as np
 
-    from training.trainer import TrainConfig, Trainer
+    from training.trainer import Trainer
     from uio2_core.model import abstract_model
 
     t = cfg.transformer
@@ -132,7 +143,7 @@ def _extrapolated(cfg, args: argparse.Namespace, mesh: tuple[int, int, int]) -> 
         for k in EXTRAPOLATE_LAYERS
     )  # fmt: skip
     est = extend_linearly(dict(zip(EXTRAPOLATE_LAYERS, (lo, hi), strict=True)), depth)
-    tcfg = TrainConfig(mesh=mesh, remat=args.remat, shard_opt_state=not args.replicate_opt_state)
+    tcfg = _train_config(args, mesh)
     full = Trainer(abstract_model(cfg, with_vqgan=False), tcfg, devices=jax.devices()[: int(np.prod(mesh))])
     return full, est
 
@@ -165,6 +176,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         "text_len": args.text_len, "target_len": args.target_len, "image": args.image,
         "image_target": args.image_target, "remat": args.remat, "dtype": args.dtype,
         "opt_state_sharded": not args.replicate_opt_state,
+        "rows_pinned": getattr(args, "pin_rows", False),
         "estimate": (f"extrapolated from compiles at {EXTRAPOLATE_LAYERS} layers"
                      if getattr(args, "extrapolate", False) else None),
         "per_device_bytes": {
