@@ -48,3 +48,17 @@ def test_extend_linearly_goes_through_both_depths_and_extends_their_slope():
     est = extend_linearly(at, 24)  # xxl's 24 layers from its 2- and 3-layer compiles on 1,8,1
     assert est["arguments"] == at[3]["arguments"] + 21 * (at[3]["arguments"] - at[2]["arguments"])
     assert est["temporaries"] == at[3]["temporaries"] + 21 * (at[3]["temporaries"] - at[2]["temporaries"])
+
+
+def test_pinning_rows_keeps_activations_split_over_fsdp(capfd):
+    """Left to itself, XLA's partitioner keeps tiny's layer activations whole (every row of the batch) on
+    every device of an fsdp mesh; with --pin-rows they stay split by rows, and the temporaries shrink."""
+    argv = ["plan", "--model", "tiny", "--mesh", "1,8,1", "--batch-size", "8", "--text-len", "64",
+            "--target-len", "32", "--remat", "layer", "--json"]  # fmt: skip
+    temporaries = {}
+    for pin in (False, True):
+        assert main(argv + ["--pin-rows"] * pin) == 0
+        out = json.loads(capfd.readouterr().out)
+        assert out["rows_pinned"] is pin
+        temporaries[pin] = out["per_device_bytes"]["temporaries"]
+    assert temporaries[True] < 0.5 * temporaries[False], temporaries

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 SCRIPT = Path(__file__).parent / "helpers" / "mesh_script.py"
-MESHES = ["8,1,1", "1,8,1", "1,1,8", "2,2,2", "1,4,2"]
+MESHES = ["8,1,1", "1,8,1", "1,1,8", "2,2,2", "1,4,2", "2,4,1p"]  # p: TrainConfig.pin_rows
 
 
 def _env() -> dict:
@@ -25,7 +25,7 @@ def test_every_mesh_gives_one_devices_losses_with_sharded_optimiser_state():
     cmd = [sys.executable, str(SCRIPT), "3", "1,1,1", *MESHES]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=_env(), check=True)
     runs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert [",".join(map(str, r["mesh"])) for r in runs] == ["1,1,1", *MESHES]
+    assert [",".join(map(str, r["mesh"])) + "p" * r["pin_rows"] for r in runs] == ["1,1,1", *MESHES]
     one, *meshes = runs
     for run in meshes:
         np.testing.assert_allclose(run["losses"], one["losses"], rtol=1e-5, err_msg=str(run["mesh"]))

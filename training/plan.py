@@ -56,11 +56,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="bfloat16", help="compute dtype (parameters stay float32)")
     p.add_argument("--replicate-opt-state", action="store_true",
                    help="the old layout: optimiser state whole on every device (to compare)")  # fmt: skip
+    p.add_argument("--pin-rows", action="store_true",
+                   help="keep every transformer layer's input and output split by rows like the batch "
+                        "(XLA then gathers fsdp-split weights; without it, it may keep every row's "
+                        "activations on every device)")  # fmt: skip
     p.add_argument("--device-memory", default=None, help="per-device memory to check against, e.g. 80GB")
     p.add_argument("--extrapolate", action="store_true",
                    help="an estimate in a fraction of the time: compile with 2 and 3 encoder/decoder layers "
                         "and extend XLA's figures linearly to the full depth (parameters and optimiser "
-                        "state exact; temporaries came out 1-19%% low against full compiles)")  # fmt: skip
+                        "state exact; temporaries came out 0-26%% low against full compiles: "
+                        "docs/training.md)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -75,16 +80,23 @@ def _sharded_bytes(tree) -> int:
 EXTRAPOLATE_LAYERS = (2, 3)
 
 
+def _train_config(args: argparse.Namespace, mesh: tuple[int, int, int]):
+    from training.trainer import TrainConfig
+
+    return TrainConfig(mesh=mesh, remat=args.remat, shard_opt_state=not args.replicate_opt_state,
+                       pin_rows=getattr(args, "pin_rows", False))  # fmt: skip
+
+
 def _compile(cfg, args: argparse.Namespace, mesh: tuple[int, int, int]):
     """(abstract trainer, compiled step's memory_analysis()) for `cfg` on the first prod(mesh) devices."""
     import jax
     import numpy as np
 
-    from training.trainer import TrainConfig, Trainer
+    from training.trainer import Trainer
     from uio2_core.model import abstract_model
 
     model = abstract_model(cfg, with_vqgan=False)
-    tcfg = TrainConfig(mesh=mesh, remat=args.remat, shard_opt_state=not args.replicate_opt_state)
+    tcfg = _train_config(args, mesh)
     trainer = Trainer(model, tcfg, devices=jax.devices()[: int(np.prod(mesh))])
     b = args.batch_size
     batch = {"text": jax.ShapeDtypeStruct((b, args.text_len), np.int32),
@@ -119,7 +131,7 @@ def _extrapolated(cfg, args: argparse.Namespace, mesh: tuple[int, int, int]) -> 
     import jax
     import numpy as np
 
-    from training.trainer import TrainConfig, Trainer
+    from training.trainer import Trainer
     from uio2_core.model import abstract_model
 
     t = cfg.transformer
@@ -132,7 +144,7 @@ def _extrapolated(cfg, args: argparse.Namespace, mesh: tuple[int, int, int]) -> 
         for k in EXTRAPOLATE_LAYERS
     )  # fmt: skip
     est = extend_linearly(dict(zip(EXTRAPOLATE_LAYERS, (lo, hi), strict=True)), depth)
-    tcfg = TrainConfig(mesh=mesh, remat=args.remat, shard_opt_state=not args.replicate_opt_state)
+    tcfg = _train_config(args, mesh)
     full = Trainer(abstract_model(cfg, with_vqgan=False), tcfg, devices=jax.devices()[: int(np.prod(mesh))])
     return full, est
 
@@ -165,6 +177,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         "text_len": args.text_len, "target_len": args.target_len, "image": args.image,
         "image_target": args.image_target, "remat": args.remat, "dtype": args.dtype,
         "opt_state_sharded": not args.replicate_opt_state,
+        "rows_pinned": getattr(args, "pin_rows", False),
         "estimate": (f"extrapolated from compiles at {EXTRAPOLATE_LAYERS} layers"
                      if getattr(args, "extrapolate", False) else None),
         "per_device_bytes": {
@@ -190,7 +203,8 @@ def format_plan(p: dict[str, Any]) -> str:
         f"{p['batch_size']}, text {p['text_len']} -> {p['target_len']} tokens"
         f"{', image input' if p['image'] else ''}{', image target' if p['image_target'] else ''}; "
         f"remat {p['remat']}, compute {p['dtype']}, optimiser state "
-        f"{'sharded' if p['opt_state_sharded'] else 'replicated'}",
+        f"{'sharded' if p['opt_state_sharded'] else 'replicated'}"
+        f"{', rows pinned' if p.get('rows_pinned') else ''}",
         "per device:",
         f"  parameters       {d['parameters'] / gb:8.2f} GB",
         f"  optimiser state  {d['optimizer_state'] / gb:8.2f} GB",
@@ -199,7 +213,8 @@ def format_plan(p: dict[str, Any]) -> str:
         f"  peak             {d['peak'] / gb:8.2f} GB  (arguments + unaliased outputs + temporaries)",
     ]
     if p.get("estimate"):
-        lines.append(f"ESTIMATE: arguments and temporaries {p['estimate']}, extended linearly")
+        lines.append(f"ESTIMATE: arguments and temporaries {p['estimate']}, extended linearly;")
+        lines.append("  the temporaries came out 0-26% LOW against full compiles (docs/training.md)")
     if "fits" in p:
         verdict = "fits" if p["fits"] else "does NOT fit"
         lines.append(f"{verdict} in {p['device_memory'] / gb:.1f} GB per device")

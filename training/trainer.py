@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from training.objective import Z_LOSS, uio2_loss
 from training.optimizer import OptimizerConfig, make_optimizer
 from training.packing import pack_inputs_counted, pack_targets
-from training.sharding import make_mesh, opt_state_shardings, param_shardings, shard_batch
+from training.sharding import batch_sharding, make_mesh, opt_state_shardings, param_shardings, shard_batch
 from uio2_core.batch import MASK_KEYS, MODALITY_KEYS
 from uio2_core.model import TARGET_MODALITIES, UIO2Model
 
@@ -57,6 +57,13 @@ class TrainConfig:
     remat: str = "none"
     # False: the optimiser state whole on every device (the old layout; `uio2 plan` compares the two)
     shard_opt_state: bool = True
+    # True: each transformer layer's input and output keep their rows split over (data, fsdp), as the
+    # batch is, so XLA's partitioner gathers the fsdp-split weights instead. False (default): the
+    # partitioner chooses; meeting weights split over fsdp on their input dimension it often keeps a
+    # layer's activations whole (every row of the global batch) on every device and moves those
+    # instead, so per-device activations grow with the device count. Which costs less memory depends
+    # on the model and mesh (docs/training.md: `uio2 plan --pin-rows` compares).
+    pin_rows: bool = False
     # batches built (and put on the devices) ahead of the step by a background thread; 0 builds each
     # batch in the loop. Either way the losses are the same: batch k is always batch_at(k).
     prefetch: int = 2
@@ -90,6 +97,8 @@ class Trainer:
         self.cfg = cfg
         self.mesh = make_mesh(*cfg.mesh, devices=devices)
         model.encoder.remat = model.decoder.remat = cfg.remat == "layer"
+        # rows stay split over (data, fsdp) from layer to layer (uio2_core.transformer._run_layer)
+        model.encoder.rows = model.decoder.rows = batch_sharding(self.mesh) if cfg.pin_rows else None
         self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
         self._template = params
         pure = nnx.to_pure_dict(params)
@@ -168,8 +177,6 @@ class Trainer:
     def compile(self, batch: dict):
         """Lower and compile the step for `batch` (arrays or jax.ShapeDtypeStructs): jax's Compiled,
         whose memory_analysis() is XLA's per-device account (training/plan.py)."""
-        from training.sharding import batch_sharding
-
         sharding = batch_sharding(self.mesh)
         abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding) for k, v in batch.items()}
         return self._step_fn.lower(self.state, abstract).compile()

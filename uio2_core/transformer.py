@@ -7,6 +7,7 @@ them at every step, which is most of its decode time).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -41,12 +42,24 @@ def _attention(t: TransformerConfig, rngs: nnx.Rngs, dtype, param_dtype) -> Mult
     )
 
 
-def _run_layer(layer: nnx.Module, remat: bool, *args):
+def _split_rows(x: Any, rows: Any) -> Any:
+    """x with its leading (row) axis split as `rows` (a jax Sharding) says, where that axis divides."""
+    if rows is None or not isinstance(x, jax.Array) or x.ndim < 2:
+        return x
+    axes = rows.spec[0] if isinstance(rows.spec[0], tuple) else (rows.spec[0],)
+    splits = math.prod(rows.mesh.shape[a] for a in axes if a is not None)
+    return jax.lax.with_sharding_constraint(x, rows) if x.shape[0] % splits == 0 else x
+
+
+def _run_layer(layer: nnx.Module, remat: bool, rows: Any, *args):
     """layer(*args); with `remat`, under nnx.remat: only the layer's inputs are kept for the backward
-    pass and its insides are recomputed (activation checkpointing, set by the trainer's --remat)."""
-    if not remat:
-        return layer(*args)
-    return nnx.remat(lambda m, *a: m(*a))(layer, *args)
+    pass and its insides are recomputed (activation checkpointing, set by the trainer's --remat).
+    `rows` (the batch's sharding, or None) pins the layer's inputs and output to rows split over the
+    mesh: without it XLA's partitioner, meeting weights split on their input dimension, may keep every
+    activation whole (all rows) on every device and sum partial products instead (TrainConfig.pin_rows)."""
+    args = tuple(_split_rows(a, rows) for a in args)
+    out = layer(*args) if not remat else nnx.remat(lambda m, *a: m(*a))(layer, *args)
+    return _split_rows(out, rows)
 
 
 class EncoderLayer(nnx.Module):
@@ -65,6 +78,7 @@ class EncoderLayer(nnx.Module):
 
 class Encoder(nnx.Module):
     remat = False  # activation checkpointing per layer (training/trainer.py sets it)
+    rows = None  # the batch's sharding, to pin layer inputs to (training/trainer.py, --pin-rows)
 
     def __init__(self, t: TransformerConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
         self.num_layers = t.num_encoder_layers
@@ -76,7 +90,7 @@ class Encoder(nnx.Module):
         """x [B, L, d], rope [B, L, Dh], mask [B, 1, L, L] bool -> [B, L, d]."""
         bias = mask_to_bias(mask)
         for i in range(self.num_layers):
-            x = _run_layer(getattr(self, f"layers_{i}"), self.remat, x, rope, bias)
+            x = _run_layer(getattr(self, f"layers_{i}"), self.remat, self.rows, x, rope, bias)
         return self.encoder_norm(x)
 
 
@@ -170,6 +184,7 @@ class DecoderLayer(nnx.Module):
 
 class Decoder(nnx.Module):
     remat = False  # activation checkpointing per layer (training/trainer.py sets it)
+    rows = None  # the batch's sharding, to pin layer inputs to (training/trainer.py, --pin-rows)
 
     def __init__(self, t: TransformerConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
         self.num_layers = t.num_decoder_layers
@@ -193,7 +208,7 @@ class Decoder(nnx.Module):
         """Teacher-forced forward over the whole target sequence."""
         self_bias, cross_bias = mask_to_bias(self_mask), mask_to_bias(cross_mask)
         for layer in self.layers():
-            x = _run_layer(layer, self.remat, x, rope, self_bias, encoded, enc_rope, cross_bias)
+            x = _run_layer(layer, self.remat, self.rows, x, rope, self_bias, encoded, enc_rope, cross_bias)
         return self.decoder_norm(x)
 
     def init_cache(self, encoded: jax.Array, enc_rope: jax.Array, max_length: int, beams: int = 1) -> Cache:

@@ -3,7 +3,8 @@ the device count must be fixed before jax starts). Prints one JSON line per mesh
 {"mesh": [d, f, m], "losses": [...], "opt_bytes_per_device": int, "sharded_params": int,
  "moments_of_sharded_params": int, "replicated_moments_of_sharded_params": int}.
 
-    python mesh_script.py STEPS D,F,M [D,F,M ...]     (1,1,1 runs on the first device alone)
+    python mesh_script.py STEPS D,F,M [D,F,M ...]     (1,1,1 runs on the first device alone;
+                                                       D,F,Mp: with TrainConfig.pin_rows)
 """
 
 import json
@@ -32,9 +33,10 @@ def keys(path) -> tuple:
     return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
-def run(model, steps: int, mesh: tuple[int, int, int]) -> dict:
+def run(model, steps: int, mesh: tuple[int, int, int], pin_rows: bool = False) -> dict:
     n = int(np.prod(mesh))
-    cfg = TrainConfig(steps=steps, mesh=mesh, optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=2))
+    opt = OptimizerConfig(learning_rate=1e-2, warmup_steps=2)
+    cfg = TrainConfig(steps=steps, mesh=mesh, optimizer=opt, pin_rows=pin_rows)
     trainer = Trainer(model, cfg, devices=jax.devices()[:n])  # copies the parameters: model is not changed
     losses = [trainer.step(batch_at(k))["loss"] for k in range(steps)]
     params = {keys(p): x for p, x in jax.tree_util.tree_flatten_with_path(trainer.state["params"])[0]}
@@ -47,7 +49,7 @@ def run(model, steps: int, mesh: tuple[int, int, int]) -> dict:
             moments += 1
             replicated += leaf.sharding.is_fully_replicated
     opt_bytes = sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(trainer.state["opt_state"]))
-    return {"mesh": list(mesh), "losses": losses, "opt_bytes_per_device": opt_bytes,
+    return {"mesh": list(mesh), "pin_rows": pin_rows, "losses": losses, "opt_bytes_per_device": opt_bytes,
             "sharded_params": len(sharded), "moments_of_sharded_params": moments,
             "replicated_moments_of_sharded_params": replicated}  # fmt: skip
 
@@ -56,4 +58,5 @@ if __name__ == "__main__":
     steps = int(sys.argv[1])
     model = build_model(get_config("tiny"), seed=0, with_vqgan=False)
     for spec in sys.argv[2:]:
-        print(json.dumps(run(model, steps, tuple(int(x) for x in spec.split(",")))), flush=True)
+        mesh = tuple(int(x) for x in spec.rstrip("p").split(","))
+        print(json.dumps(run(model, steps, mesh, pin_rows=spec.endswith("p"))), flush=True)
