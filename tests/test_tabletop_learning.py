@@ -103,3 +103,41 @@ def test_video_caption_shows_the_prompt_images():
     assert shown[0].shape[0] > plain[0].shape[0] and shown[0].shape[1] == plain[0].shape[1]
     band = shown[0][128:]
     assert ((band[..., 1] == 200) & (band[..., 0] == 0)).sum() > 100  # the green object, scaled up
+
+
+def test_train_vit_lets_gradients_reach_the_image_vit():
+    """UIO2 stops gradients at its (frozen) ViT's features; `train_vit` (what `uio2 train` sets when
+    training from a config) lets them through, for the main image and the history frames, without
+    changing the forward pass."""
+    import jax
+    from flax import nnx
+
+    from uio2_core.config import get_config
+    from uio2_core.model import build_model
+
+    net = build_model(get_config("tiny"), seed=0, with_vqgan=False)
+    emb = net.input_embedders
+    image = jax.random.uniform(jax.random.key(0), (1, 64, 64, 3))
+    frames = jax.random.uniform(jax.random.key(1), (2, 48, 48, 3))
+
+    def grad_norms() -> tuple[float, float, float]:
+        def main_loss(e):
+            return e.image(image, None).embed.sum()
+
+        def hist_loss(e):
+            return e.image_history.frame_latents(frames, None, e.image.vit).sum()
+
+        g_main = nnx.grad(main_loss)(emb)
+        g_hist = nnx.grad(hist_loss)(emb)
+        vit_main = jax.tree_util.tree_leaves(nnx.state(g_main.image.image_encoder))
+        vit_hist = jax.tree_util.tree_leaves(nnx.state(g_hist.image.image_encoder))
+        proj = jax.tree_util.tree_leaves(nnx.state(g_main.image.projection))
+        norm = lambda leaves: float(sum(jnp.abs(x).sum() for x in leaves))  # noqa: E731
+        return norm(vit_main), norm(vit_hist), norm(proj)
+
+    before = emb.image(image, None).embed
+    assert grad_norms()[:2] == (0.0, 0.0) and grad_norms()[2] > 0
+    emb.image.train_vit = emb.image_history.train_vit = True
+    main, hist, _ = grad_norms()
+    assert main > 0 and hist > 0
+    np.testing.assert_array_equal(np.asarray(emb.image(image, None).embed), np.asarray(before))

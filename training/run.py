@@ -177,6 +177,9 @@ def train(
         batch_at = mixture.batch_at
     if freeze_vit is None:
         freeze_vit = model not in CONFIG_NAMES
+    if not freeze_vit:  # let gradients reach the image ViT (UIO2 stops them at its features)
+        net.input_embedders.image.train_vit = True
+        net.input_embedders.image_history.train_vit = True
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps, freeze_vit=freeze_vit)
     every = checkpoint_every or max(steps // 4, 1)
     tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt, remat=remat,
