@@ -258,7 +258,8 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
                     view=args.view, prompt_crop=args.prompt_crop,
                     location_sigma=args.location_sigma, freeze_vit=args.freeze_vit,
                     heldout=[d for d in (args.heldout or "").split(",") if d],
-                    smooth_locations=args.smooth_locations)  # fmt: skip
+                    smooth_locations=args.smooth_locations,
+                    grid_positions=args.grid_positions)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -370,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep the image ViT frozen (default: frozen when fine-tuning a checkpoint only)")
     tr.add_argument("--smooth-locations", action="store_true",
                     help="from scratch: location-token embeddings start smooth over their bins")
+    tr.add_argument("--grid-positions", action="store_true",
+                    help="from scratch: the image ViT's patch positions start as 2D sinusoids of the grid")
     tr.add_argument("--heldout", default=None,
                     help="DATASET_DIR[,...] of held-out tabletop steps: pick/place location error in "
                     "RUN_DIR/eval.jsonl at every checkpoint")
