@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--model",
         default="tiny",
-        help="a config (tiny|small|large|xl|xxl: random init) or a checkpoint (HF, T5X, ours)",
+        help="a config (tiny|small|small8|large|xl|xxl: random init) or a checkpoint (HF, T5X, ours)",
     )
     tr.add_argument(
         "--tokenizer", default=None, help="SentencePiece model (LLaMA's tokenizer.model for official weights)"
