@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--location-sigma", type=float, default=0.0,
                     help="Gaussian location targets over neighbouring bins (sigma in bins; 0: exact bin)")
     tr.add_argument("--freeze-vit", action=argparse.BooleanOptionalAction, default=None,
-                    help="keep the image ViT frozen (default: frozen when fine-tuning a checkpoint only)")
+                    help="keep the image ViT frozen (default, as UIO2); --no-freeze-vit trains it")
     tr.add_argument("--smooth-locations", action="store_true",
                     help="from scratch: location-token embeddings start smooth over their bins")
     tr.add_argument("--grid-positions", action="store_true",

@@ -151,9 +151,9 @@ def train(
     holding two examples (training/packing.py). Datasets of different env families (tabletop
     and PointNav) train one model: each row of a batch comes from one dataset, every dataset drawn
     equally often (`TrainingData`). `heldout` (tabletop datasets) reports the location error of pick and
-    place at every checkpoint in eval.jsonl (training/location_metrics.py). `freeze_vit` None: the
-    image ViT stays frozen when fine-tuning a checkpoint, and trains with the rest from a config (a
-    frozen random ViT would only blur the scene)."""
+    place at every checkpoint in eval.jsonl (training/location_metrics.py). `freeze_vit` (None: True) keeps
+    the image ViT frozen, as UIO2 does; False trains it with the rest (its features are no longer
+    cut from the gradient). Every measured run of the demo had it frozen (docs/tabletop_learning.md)."""
     _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data, dtype, pack)
     if distributed:
         import jax
@@ -202,7 +202,7 @@ def train(
                               [1.0 - sum(denoise.values()), *(w for _, w in sources)], seed=seed)  # fmt: skip
         batch_at = mixture.batch_at
     if freeze_vit is None:
-        freeze_vit = model not in CONFIG_NAMES
+        freeze_vit = True
     if not freeze_vit:  # let gradients reach the image ViT (UIO2 stops them at its features)
         net.input_embedders.image.train_vit = True
         net.input_embedders.image_history.train_vit = True
