@@ -258,7 +258,8 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
                     view=args.view, prompt_crop=args.prompt_crop,
                     location_sigma=args.location_sigma, freeze_vit=args.freeze_vit,
                     heldout=[d for d in (args.heldout or "").split(",") if d],
-                    smooth_locations=args.smooth_locations)  # fmt: skip
+                    smooth_locations=args.smooth_locations,
+                    grid_positions=args.grid_positions)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -327,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--model",
         default="tiny",
-        help="a config (tiny|small|large|xl|xxl: random init) or a checkpoint (HF, T5X, ours)",
+        help="a config (tiny|small|small8|large|xl|xxl: random init) or a checkpoint (HF, T5X, ours)",
     )
     tr.add_argument(
         "--tokenizer", default=None, help="SentencePiece model (LLaMA's tokenizer.model for official weights)"
@@ -367,9 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--location-sigma", type=float, default=0.0,
                     help="Gaussian location targets over neighbouring bins (sigma in bins; 0: exact bin)")
     tr.add_argument("--freeze-vit", action=argparse.BooleanOptionalAction, default=None,
-                    help="keep the image ViT frozen (default: frozen when fine-tuning a checkpoint only)")
+                    help="keep the image ViT frozen (default, as UIO2); --no-freeze-vit trains it")
     tr.add_argument("--smooth-locations", action="store_true",
                     help="from scratch: location-token embeddings start smooth over their bins")
+    tr.add_argument("--grid-positions", action="store_true",
+                    help="from scratch: the image ViT's patch positions start as 2D sinusoids of the grid")
     tr.add_argument("--heldout", default=None,
                     help="DATASET_DIR[,...] of held-out tabletop steps: pick/place location error in "
                     "RUN_DIR/eval.jsonl at every checkpoint")

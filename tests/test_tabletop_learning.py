@@ -103,3 +103,72 @@ def test_video_caption_shows_the_prompt_images():
     assert shown[0].shape[0] > plain[0].shape[0] and shown[0].shape[1] == plain[0].shape[1]
     band = shown[0][128:]
     assert ((band[..., 1] == 200) & (band[..., 0] == 0)).sum() > 100  # the green object, scaled up
+
+
+def test_train_vit_lets_gradients_reach_the_image_vit():
+    """UIO2 stops gradients at its (frozen) ViT's features; `train_vit` (what `uio2 train` sets when
+    training from a config) lets them through, for the main image and the history frames, without
+    changing the forward pass."""
+    import jax
+    from flax import nnx
+
+    from uio2_core.config import get_config
+    from uio2_core.model import build_model
+
+    net = build_model(get_config("tiny"), seed=0, with_vqgan=False)
+    emb = net.input_embedders
+    image = jax.random.uniform(jax.random.key(0), (1, 64, 64, 3))
+    frames = jax.random.uniform(jax.random.key(1), (2, 48, 48, 3))
+
+    def grad_norms() -> tuple[float, float, float]:
+        def main_loss(e):
+            return e.image(image, None).embed.sum()
+
+        def hist_loss(e):
+            return e.image_history.frame_latents(frames, None, e.image.vit).sum()
+
+        g_main = nnx.grad(main_loss)(emb)
+        g_hist = nnx.grad(hist_loss)(emb)
+        vit_main = jax.tree_util.tree_leaves(nnx.state(g_main.image.image_encoder))
+        vit_hist = jax.tree_util.tree_leaves(nnx.state(g_hist.image.image_encoder))
+        proj = jax.tree_util.tree_leaves(nnx.state(g_main.image.projection))
+        norm = lambda leaves: float(sum(jnp.abs(x).sum() for x in leaves))  # noqa: E731
+        return norm(vit_main), norm(vit_hist), norm(proj)
+
+    before = emb.image(image, None).embed
+    assert grad_norms()[:2] == (0.0, 0.0) and grad_norms()[2] > 0
+    emb.image.train_vit = emb.image_history.train_vit = True
+    main, hist, _ = grad_norms()
+    assert main > 0 and hist > 0
+    np.testing.assert_array_equal(np.asarray(emb.image(image, None).embed), np.asarray(before))
+
+
+def test_grid_positions_make_neighbouring_patches_alike():
+    """`uio2 train --grid-positions`: the ViT's patch-position rows become 2D sinusoids of the grid
+    (near patches alike, far ones not, every row distinct, as large as a patch's content); the CLS
+    row is kept."""
+    from training.run import grid_vit_positions
+    from uio2_core.config import get_config
+    from uio2_core.model import build_model
+
+    net = build_model(get_config("small8"), seed=0, with_vqgan=False)
+    vit = net.input_embedders.image.vit
+    before = np.asarray(vit.positional_embedding[...]).copy()
+    grid_vit_positions(net)
+    table = np.asarray(vit.positional_embedding[...])
+    np.testing.assert_array_equal(table[0], before[0])
+    g = vit.cfg.pretrain_grid
+    assert g == 16 and vit.cfg.patch_size == 8
+    rows = table[1:].reshape(g, g, -1)
+
+    def cos(a, b):
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    # half of a row is its grid row's code, half its column's: patches in one row share the first half
+    assert cos(rows[5, 5], rows[5, 6]) > 0.6 and cos(rows[5, 5], rows[6, 5]) > 0.6
+    assert cos(rows[5, 5], rows[5, 6]) > cos(rows[5, 5], rows[5, 12]) + 0.2
+    assert cos(rows[0, 0], rows[15, 15]) < 0.2
+    flat = table[1:]
+    dist = np.linalg.norm(flat[:, None] - flat[None], axis=-1) + np.eye(len(flat))
+    assert dist.min() > 0.1
+    assert 0.5 < float(np.sqrt((flat**2).mean())) < 1.0

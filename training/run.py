@@ -90,6 +90,29 @@ def smooth_location_embeddings(net: UIO2Model, seed: int = 0) -> None:
     emb[...] = emb[...].at[ids].set(rows.astype(emb[...].dtype))
 
 
+def grid_vit_positions(net: UIO2Model) -> None:
+    """Set the image ViT's patch-position rows to 2D sinusoids of the patch's row and column (a
+    quarter of the width each for sin/cos of rows and of columns, periods from twice the grid down to
+    2 patches), at the scale of a patch's content. At its random init (std width^-0.5) a patch's
+    position is about an eighth of its features, and no gradient reaches it unless the ViT trains:
+    a decoder that must write where an object is gets little to read it from. For models trained
+    from scratch only; the prefix (CLS) row is kept."""
+    vit = net.input_embedders.image.vit
+    cfg = vit.cfg
+    g, width = cfg.pretrain_grid, cfg.width
+    k = width // 4
+    pos = (np.arange(g, dtype=np.float64) + 0.5) / g  # patch centres in [0, 1]
+    freqs = np.geomspace(0.5, g / 2.0, k)  # cycles over the grid
+    phase = 2 * np.pi * pos[:, None] * freqs
+    waves = np.concatenate([np.sin(phase), np.cos(phase)], axis=1)
+    rows = np.concatenate([np.repeat(waves, g, axis=0), np.tile(waves, (g, 1))], axis=1)  # [g*g, 4k]
+    table = np.zeros((g * g, width))
+    table[:, : 4 * k] = rows
+    table = table.astype(np.float32)
+    emb = vit.positional_embedding
+    emb[...] = emb[...].at[cfg.num_prefix_tokens :].set(table)
+
+
 def location_token_ids() -> np.ndarray:
     """Token id of each bin 0..999 (bin b <-> id 32999 - b)."""
     return LOCATION_START + NUM_LOCATION_BINS - 1 - np.arange(NUM_LOCATION_BINS)
@@ -120,6 +143,7 @@ def train(
     dtype: str = "float32", pack: tuple[int, int] | None = None,
     view: str = "front", prompt_crop: bool = False, location_sigma: float = 0.0,
     freeze_vit: bool | None = None, heldout: list[str] | None = None, smooth_locations: bool = False,
+    grid_positions: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py). `dtype` is the compute dtype (the master
@@ -127,9 +151,9 @@ def train(
     holding two examples (training/packing.py). Datasets of different env families (tabletop
     and PointNav) train one model: each row of a batch comes from one dataset, every dataset drawn
     equally often (`TrainingData`). `heldout` (tabletop datasets) reports the location error of pick and
-    place at every checkpoint in eval.jsonl (training/location_metrics.py). `freeze_vit` None: the
-    image ViT stays frozen when fine-tuning a checkpoint, and trains with the rest from a config (a
-    frozen random ViT would only blur the scene)."""
+    place at every checkpoint in eval.jsonl (training/location_metrics.py). `freeze_vit` (None: True) keeps
+    the image ViT frozen, as UIO2 does; False trains it with the rest (its features are no longer
+    cut from the gradient). Every measured run of the demo had it frozen (docs/tabletop_learning.md)."""
     _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data, dtype, pack)
     if distributed:
         import jax
@@ -147,6 +171,8 @@ def train(
         net = build_model(get_config(model, dtype=dtype), seed=seed, with_vqgan=bool(tokenized))
         if smooth_locations:
             smooth_location_embeddings(net, seed)
+        if grid_positions:
+            grid_vit_positions(net)
     else:  # an official HF / T5X checkpoint or one of ours (e.g. a previous run): fine-tune it
         from uio2_core.checkpoints.formats import load_model
         from uio2_core.checkpoints.ours import read_config
@@ -176,14 +202,18 @@ def train(
                               [1.0 - sum(denoise.values()), *(w for _, w in sources)], seed=seed)  # fmt: skip
         batch_at = mixture.batch_at
     if freeze_vit is None:
-        freeze_vit = model not in CONFIG_NAMES
+        freeze_vit = True
+    if not freeze_vit:  # let gradients reach the image ViT (UIO2 stops them at its features)
+        net.input_embedders.image.train_vit = True
+        net.input_embedders.image_history.train_vit = True
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps, freeze_vit=freeze_vit)
     every = checkpoint_every or max(steps // 4, 1)
     tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt, remat=remat,
                        pack=pack, location_sigma=location_sigma)  # fmt: skip
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames,
                 "denoise": denoise, "dtype": dtype, "view": view, "prompt_crop": prompt_crop,
-                "heldout": heldout, "smooth_locations": smooth_locations}  # fmt: skip
+                "heldout": heldout, "smooth_locations": smooth_locations,
+                "grid_positions": grid_positions}  # fmt: skip
     settings["prompts_over_text_len"] = dataset.text_report()  # cut the same way at evaluation
     meta = {"model": model, "data": data, "train": settings}
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))

@@ -292,12 +292,22 @@ def _small() -> UIO2Config:
     return tiny.replace(name="small", image_vit=vit, image_input_size=128, image_history_size=64)
 
 
-_CONFIGS = {"tiny": _tiny, "small": _small, "large": _large, "xl": _xl, "xxl": _xxl}
+def _small8() -> UIO2Config:
+    """`small` with 8-px ViT patches: a 16x16 grid on the 128x128 main image (a VIMA top view keeps
+    8x16 patches of about 6 cm of table) and 8x8 on the 64x64 history frames. About 4x `small`'s
+    encoder tokens."""
+    small = _small()
+    vit = dataclasses.replace(small.image_vit, patch_size=8, num_pos=257)
+    return small.replace(name="small8", image_vit=vit)
+
+
+_CONFIGS = {"tiny": _tiny, "small": _small, "large": _large, "xl": _xl, "xxl": _xxl, "small8": _small8}
 CONFIG_NAMES: tuple[str, ...] = tuple(_CONFIGS)
 
 
 def get_config(name: str, **overrides) -> UIO2Config:
-    """Config by name (`tiny`, `small`, `large`, `xl`, `xxl`); keyword overrides replace top-level fields."""
+    """Config by name (`tiny`, `small`, `large`, `xl`, `xxl`, `small8`); keyword overrides replace
+    top-level fields."""
     if name not in _CONFIGS:
         raise ValueError(f"unknown config name {name!r}; expected one of {', '.join(CONFIG_NAMES)}")
     cfg = _CONFIGS[name]()

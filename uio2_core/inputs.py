@@ -78,6 +78,9 @@ class ImageInputEmbedder(nnx.Module):
             2 * vit_cfg.width, t.d_model, rngs=rngs, dtype=cfg.compute_dtype, param_dtype=pdt
         )
         self.modality_embedding = _modality_embedding(t.d_model, rngs, pdt)
+        # UIO2 keeps its ViT frozen (no gradient reaches it); training from scratch may set this True so
+        # that the ViT learns with the rest (the forward pass is the same either way)
+        self.train_vit = False
 
     @property
     def vit(self) -> VisionTransformer:
@@ -96,7 +99,8 @@ class ImageInputEmbedder(nnx.Module):
         b, n = patches.shape[:2]
         mask = jnp.ones((b, n), bool) if patch_mask is None else patch_mask.astype(bool)
         last, second = self.vit(patches, grid, mask)
-        feats = jax.lax.stop_gradient(jnp.concatenate([last, second], axis=-1))
+        feats = jnp.concatenate([last, second], axis=-1)
+        feats = feats if self.train_vit else jax.lax.stop_gradient(feats)
         embed = self.projection(feats.astype(dtype)) + self.modality_embedding[...].astype(dtype)
         table = grid_table(*grid, t.head_dim, scale=self.cfg.input_rope_scale, base=t.rope_base)
         return InputSequence(embed, mask, _broadcast_rope(table, b, dtype))
@@ -118,6 +122,7 @@ class HistoryEmbedder(nnx.Module):
         self.resampler = Resampler(p, rngs=rngs, dtype=dtype)
         self.post_projection = dense(p.width, t.d_model, rngs=rngs, dtype=dtype, param_dtype=pdt)
         self.modality_embedding = _modality_embedding(t.d_model, rngs, pdt)
+        self.train_vit = False  # as ImageInputEmbedder.train_vit, for the borrowed ViT
 
     def grid(self) -> tuple[int, int]:
         if self.audio:
@@ -136,7 +141,7 @@ class HistoryEmbedder(nnx.Module):
         n, p = patches.shape[:2]
         mask = jnp.ones((n, p), bool) if patch_mask is None else patch_mask.reshape(n, p).astype(bool)
         feats, _ = vit(patches, self.grid(), mask)
-        feats = jax.lax.stop_gradient(feats)
+        feats = feats if self.train_vit else jax.lax.stop_gradient(feats)
         return self.post_projection(self.resampler(self.pre_projection(feats.astype(dtype)), mask))
 
     def from_latents(self, latents: jax.Array, frame_valid: jax.Array) -> InputSequence:
