@@ -8,6 +8,7 @@ fails to parse becomes the codec's declared fallback and is counted in `last_inf
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from policies.base import TaskSpec
 from policies.codecs import DiscreteActionCodec, VimaActionCodec, vima_noop_action
@@ -33,9 +35,37 @@ from policies.prompting import (
 )
 from uio2_core.constraints import TokenDFA
 from uio2_core.decoding import DecodeConfig, generate, history_latents
+from uio2_core.decoding import _split as split_model_static
+from uio2_core.device_preprocessing import checked_frame, prepare_frames
 from uio2_core.model import UIO2Model
 from uio2_core.preprocessing import preprocess_history_frames
 from uio2_core.vocab import Vocabulary
+
+
+@functools.partial(jax.jit, static_argnames=("static", "size", "patch"))
+def _frame_latents(static, state, frames, size: int, patch: int) -> jax.Array:
+    """uint8 history frames [N, h, w, 3] -> their perceiver latents [N, n, d], preprocessing included."""
+    images, masks = prepare_frames(frames, size, patch)
+    return nnx.merge(static.graphdef, state).history_latents(images, masks)
+
+
+def _same_shape(items: list) -> list[list]:
+    """`items` (their last element a frame) grouped by the frame's shape and dtype, order kept."""
+    groups: dict[tuple, list] = {}
+    for item in items:
+        groups.setdefault((item[-1].shape, np.asarray(item[-1]).dtype), []).append(item)
+    return list(groups.values())
+
+
+def _prepare(frames: list[np.ndarray], size: int, patch: int) -> tuple[jax.Array, jax.Array]:
+    """`prepare_frames` of frames of any sizes, in their order: one call per distinct size."""
+    frames = [checked_frame(f) for f in frames]
+    groups = _same_shape([(k, f) for k, f in enumerate(frames)])
+    if len(groups) == 1:
+        return prepare_frames(np.stack(frames), size, patch)
+    parts = [prepare_frames(np.stack([f for _, f in g]), size, patch) for g in groups]
+    order = np.argsort([k for g in groups for k, _ in g])
+    return jnp.concatenate([p[0] for p in parts])[order], jnp.concatenate([p[1] for p in parts])[order]
 
 
 def task_family(action_space: gym.Space) -> str:
@@ -74,6 +104,9 @@ class UIO2Policy:
         seed: int = 0,
         cache_inputs: bool = True,  # per episode: prompt token ids and history latents computed once
         prompt_crop: bool = False,  # VIMA prompt images cropped to their object (as the run trained)
+        # images resized, padded and normalised in compiled code (`prepare_frames`: the host only
+        # stacks uint8 frames); False: the host numpy path, kept to measure it against
+        device_preprocessing: bool = True,
     ):
         self.model, self.vocab = model, vocab
         self.decode_cfg = decode or DecodeConfig(method="greedy")
@@ -85,6 +118,7 @@ class UIO2Policy:
         self.max_frames = max_frames
         self.text_len = text_len
         self.cache_inputs = cache_inputs
+        self.device_preprocessing = device_preprocessing
         self.rng = jax.random.key(seed)
         self.rows: list[_Row] = []
         # one codec per family for the policy's life, so that grammar tables are built once
@@ -119,7 +153,7 @@ class UIO2Policy:
         self.builder = InputBuilder(
             self.model.cfg, self.vocab, text_len, self.max_frames,
             with_audio="audio" in getattr(tasks[0].observation_space, "spaces", {}),
-            cache_tokens=self.cache_inputs,
+            cache_tokens=self.cache_inputs, host_preprocessing=not self.device_preprocessing,
         )  # fmt: skip
 
     def _sized_text_len(self, row: _Row) -> int:
@@ -181,7 +215,18 @@ class UIO2Policy:
             )
             if kept is None
         ]
-        if todo:
+        if todo and self.device_preprocessing:
+            size, patch = cfg.image_history_size, cfg.image_vit.patch_size
+            static, state = split_model_static(self.model)
+            for group in _same_shape(todo):  # frames of one size: one compiled call
+                frames = [checked_frame(image) for *_, image in group]
+                n = 1 << (len(frames) - 1).bit_length()
+                stack = np.zeros((n, *frames[0].shape), frames[0].dtype)
+                stack[: len(frames)] = frames
+                latents = _frame_latents(static, state, stack, size, patch)
+                for k, (history, slot, _) in enumerate(group):
+                    history.set_latent(slot, latents[k])
+        elif todo:
             pre = preprocess_history_frames(
                 [image for *_, image in todo], cfg.image_history_size, max_frames=len(todo),
                 patch=cfg.image_vit.patch_size,
@@ -202,6 +247,35 @@ class UIO2Policy:
         latents = jnp.concatenate(flat).reshape(len(kept), self.max_frames, p.num_latents, d)
         return latents, jnp.asarray(valid)
 
+    def model_inputs(self, examples: list) -> dict[str, jax.Array]:
+        """The examples' model arrays on the device, history frames left out where their latents are
+        kept (`cache_inputs`). With `device_preprocessing` the host tokenises and stacks the uint8
+        frames; resizing, padding and normalisation run compiled (`prepare_frames`)."""
+        if not self.device_preprocessing:
+            arrays = self.builder.collate(examples, not self.cache_inputs)
+            return {k: jnp.asarray(v) for k, v in arrays.items()}
+        cfg, patch = self.model.cfg, self.model.cfg.image_vit.patch_size
+        batch = {"text": jnp.asarray(self.builder.text_ids(examples))}
+        images = [e.image for e in examples]
+        batch["image"], batch["image_mask"] = _prepare(images, cfg.image_input_size, patch)
+        if not self.cache_inputs:
+            size, slots = cfg.image_history_size, self.max_frames
+            frames = [f for e in examples for f in e.history]
+            images, masks = _prepare(frames, size, patch) if frames else (None, None)
+            where = np.full((len(examples), slots), len(frames))  # index of each slot's frame, or the blank
+            k = 0
+            for row, e in enumerate(examples):
+                where[row, : len(e.history)] = np.arange(k, k + len(e.history))
+                k += len(e.history)
+            blank = jnp.zeros((1, size, size, 3), jnp.float32), jnp.zeros((1, (size // patch) ** 2), bool)
+            images = blank[0] if images is None else jnp.concatenate([images, blank[0]])
+            masks = blank[1] if masks is None else jnp.concatenate([masks, blank[1]])
+            batch["image_history"], batch["image_history_mask"] = images[where], masks[where]
+        if self.builder.with_audio:
+            rows = [self.builder.audio_arrays(e) for e in examples]
+            batch.update({k: jnp.asarray(np.stack([r[k] for r in rows])) for k in rows[0]})
+        return batch
+
     def act_batch(self, observations: Sequence[dict], infos: Sequence[dict] | None = None) -> list[Any]:
         if len(observations) != len(self.rows):
             raise ValueError(
@@ -209,7 +283,7 @@ class UIO2Policy:
             )
         start = time.perf_counter()
         examples = [self._example(r, o) for r, o in zip(self.rows, observations, strict=True)]
-        batch = {k: jnp.asarray(v) for k, v in self.builder.collate(examples, not self.cache_inputs).items()}
+        batch = self.model_inputs(examples)
         if self.cache_inputs:
             batch["image_history_latents"], batch["image_history_latents_mask"] = self._history_latents()
         grammar, max_len = self._grammar()
