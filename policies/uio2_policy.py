@@ -33,6 +33,7 @@ from policies.prompting import (
     vima_prompt_images,
     vima_text,
 )
+from uio2_core import decoding
 from uio2_core.constraints import TokenDFA
 from uio2_core.decoding import DecodeConfig, generate, history_latents
 from uio2_core.decoding import _split as split_model_static
@@ -42,11 +43,29 @@ from uio2_core.preprocessing import preprocess_history_frames
 from uio2_core.vocab import Vocabulary
 
 
-@functools.partial(jax.jit, static_argnames=("static", "size", "patch"))
-def _frame_latents(static, state, frames, size: int, patch: int) -> jax.Array:
-    """uint8 history frames [N, h, w, 3] -> their perceiver latents [N, n, d], preprocessing included."""
-    images, masks = prepare_frames(frames, size, patch)
-    return nnx.merge(static.graphdef, state).history_latents(images, masks)
+def _pool_write(model, pool, frames, slots, size: int, patch: int) -> jax.Array:
+    """History frames [N, h, w, 3] (uint8) preprocessed, their perceiver latents written to
+    `pool[slots]` (out-of-range slots: padding, dropped)."""
+    latents = model.history_latents(*prepare_frames(frames, size, patch))
+    return pool.at[slots].set(latents.astype(pool.dtype), mode="drop")
+
+
+@functools.partial(jax.jit, static_argnames=("static", "sizes"))
+def _write_latents(static, state, pool, frames, slots, sizes: tuple[int, int]) -> jax.Array:
+    return _pool_write(nnx.merge(static.graphdef, state), pool, frames, slots, *sizes)
+
+
+@functools.partial(jax.jit, static_argnames=("static", "cfg", "sizes"))
+def _act_step(static, state, pool, inputs, new, where, valid, cfg, sizes, rng, constraint):
+    """The policy's step in one compiled call (see `UIO2Policy._fused_step`)."""
+    size, history_size, patch = sizes
+    if new is not None:
+        pool = _pool_write(nnx.merge(static.graphdef, state), pool, *new, history_size, patch)
+    batch = dict(inputs)
+    if "image_mask" not in batch:
+        batch["image"], batch["image_mask"] = prepare_frames(batch["image"], size, patch)
+    batch["image_history_latents"], batch["image_history_latents_mask"] = pool[where], valid
+    return decoding._generate(static, state, batch, None, "text", cfg, rng, constraint), pool
 
 
 def _same_shape(items: list) -> list[list]:
@@ -125,6 +144,10 @@ class UIO2Policy:
         self.codecs = {"vima": VimaActionCodec(vocab), "pointnav": DiscreteActionCodec(vocab)}
         self._stacked: tuple[tuple[int, ...], TokenDFA] | None = None
         self._no_frame: jax.Array | None = None  # latents of an empty history slot
+        self._pool: jax.Array | None = None  # kept history latents [1 + rows * max_frames, n, d]
+        self.frames_encoded = 0  # history frames whose latents were computed (each once per episode)
+        self._rng_zero = jax.random.key(0)
+        self._decode_cfgs: dict[int, DecodeConfig] = {}
         self.last_infos: list[dict[str, Any]] = []
 
     # -- protocol --
@@ -204,8 +227,14 @@ class UIO2Policy:
     def _history_latents(self) -> tuple[jax.Array, jax.Array]:
         """The rows' history as perceiver latents [B, T, n, d] + frame mask [B, T]. A frame's latents
         are computed once, in the first step that sees it (all rows' new frames in one call, padded
-        to a power of two so that few shapes compile), and kept in the row's history until the
-        frame leaves it or the episode ends."""
+        to a power of two so that few shapes compile), and kept until the frame leaves the history
+        or the episode ends: with `device_preprocessing` in a slot of the policy's latents pool on
+        the device (the history keeps the slot number), else as an array in the row's history."""
+        if self.device_preprocessing:
+            new, where, valid = self._pool_layout()
+            for frames, slots in new:
+                self._write_pool(frames, slots)
+            return self._pool[where], jnp.asarray(valid)
         cfg = self.model.cfg
         todo = [
             (row.history, slot, image)
@@ -215,18 +244,7 @@ class UIO2Policy:
             )
             if kept is None
         ]
-        if todo and self.device_preprocessing:
-            size, patch = cfg.image_history_size, cfg.image_vit.patch_size
-            static, state = split_model_static(self.model)
-            for group in _same_shape(todo):  # frames of one size: one compiled call
-                frames = [checked_frame(image) for *_, image in group]
-                n = 1 << (len(frames) - 1).bit_length()
-                stack = np.zeros((n, *frames[0].shape), frames[0].dtype)
-                stack[: len(frames)] = frames
-                latents = _frame_latents(static, state, stack, size, patch)
-                for k, (history, slot, _) in enumerate(group):
-                    history.set_latent(slot, latents[k])
-        elif todo:
+        if todo:
             pre = preprocess_history_frames(
                 [image for *_, image in todo], cfg.image_history_size, max_frames=len(todo),
                 patch=cfg.image_vit.patch_size,
@@ -236,6 +254,7 @@ class UIO2Policy:
             masks = np.zeros((n, pre.masks[0].size), bool)
             frames[: len(todo)], masks[: len(todo)] = pre.images, pre.masks.reshape(len(todo), -1)
             latents = history_latents(self.model, jnp.asarray(frames), jnp.asarray(masks))
+            self.frames_encoded += len(todo)
             for k, (history, slot, _) in enumerate(todo):
                 history.set_latent(slot, latents[k])
         p, d = cfg.image_history, cfg.transformer.d_model
@@ -246,6 +265,48 @@ class UIO2Policy:
         valid = np.array([[t < len(row) for t in range(self.max_frames)] for row in kept])
         latents = jnp.concatenate(flat).reshape(len(kept), self.max_frames, p.num_latents, d)
         return latents, jnp.asarray(valid)
+
+    def _pool_layout(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+        """Gives each history frame without latents a free slot of the pool (slot 0 stays zeros, for
+        empty history slots). Returns the new frames grouped by size, each group stacked and padded to a
+        power of two with its slots (padding: an out-of-range slot, dropped), and where [B, T] (each
+        history slot's pool slot) and valid [B, T]."""
+        cfg, rows, t = self.model.cfg, len(self.rows), self.max_frames
+        size = 1 + rows * t  # every history slot of every row, and the blank
+        if self._pool is None or self._pool.shape[0] != size:
+            p = cfg.image_history
+            self._pool = jnp.zeros((size, p.num_latents, cfg.transformer.d_model), cfg.compute_dtype)
+            for row in self.rows:  # a new pool: every frame's latents are computed again
+                for slot in range(len(row.history.history_images())):
+                    row.history.set_latent(slot, None)
+        used = {v for r in self.rows for v in r.history.history_latents() if v is not None}
+        free = (i for i in range(1, size) if i not in used)
+        where, valid = np.zeros((rows, t), np.int32), np.zeros((rows, t), bool)
+        todo: list[tuple[int, np.ndarray]] = []
+        for b, row in enumerate(self.rows):
+            images, kept = row.history.history_images(), row.history.history_latents()
+            for k, (image, slot) in enumerate(zip(images, kept, strict=True)):
+                if slot is None:
+                    slot = next(free)
+                    row.history.set_latent(k, slot)
+                    todo.append((slot, checked_frame(image)))
+                where[b, k], valid[b, k] = slot, True
+        self.frames_encoded += len(todo)
+        groups = []
+        for group in _same_shape(todo):  # frames of one size: one compiled call
+            n = 1 << (len(group) - 1).bit_length()
+            stack = np.zeros((n, *group[0][1].shape), group[0][1].dtype)
+            stack[: len(group)] = [f for _, f in group]
+            slots = np.full(n, size, np.int32)
+            slots[: len(group)] = [s for s, _ in group]
+            groups.append((stack, slots))
+        return groups, where, valid
+
+    def _write_pool(self, frames: np.ndarray, slots: np.ndarray) -> None:
+        cfg = self.model.cfg
+        static, state = split_model_static(self.model)
+        sizes = (cfg.image_history_size, cfg.image_vit.patch_size)
+        self._pool = _write_latents(static, state, self._pool, frames, slots, sizes)
 
     def model_inputs(self, examples: list) -> dict[str, jax.Array]:
         """The examples' model arrays on the device, history frames left out where their latents are
@@ -276,6 +337,41 @@ class UIO2Policy:
             batch.update({k: jnp.asarray(np.stack([r[k] for r in rows])) for k in rows[0]})
         return batch
 
+    def _fused_step(self, examples: list, cfg: DecodeConfig, rng: jax.Array, grammar) -> jax.Array:
+        """One compiled call: the main images and the new history frames preprocessed, the new frames'
+        latents written to the pool, the history gathered from it, encode and constrained decode."""
+        mcfg = self.model.cfg
+        new, where, valid = self._pool_layout()
+        for frames, slots in new[:-1] if len(new) > 1 else ():  # frames of other sizes first (rare)
+            self._write_pool(frames, slots)
+        inputs: dict[str, Any] = {"text": self.builder.text_ids(examples)}
+        images = [checked_frame(e.image) for e in examples]
+        if len({(im.shape, im.dtype) for im in images}) == 1:
+            inputs["image"] = np.stack(images)  # preprocessed in the step
+        else:
+            inputs["image"], inputs["image_mask"] = _prepare(
+                images, mcfg.image_input_size, mcfg.image_vit.patch_size
+            )
+        if self.builder.with_audio:
+            rows = [self.builder.audio_arrays(e) for e in examples]
+            inputs.update({k: np.stack([r[k] for r in rows]) for k in rows[0]})
+        static, state = split_model_static(self.model)
+        sizes = (mcfg.image_input_size, mcfg.image_history_size, mcfg.image_vit.patch_size)
+        out, self._pool = _act_step(
+            static,
+            state,
+            self._pool,
+            inputs,
+            new[-1] if new else None,
+            where,
+            valid,
+            cfg,
+            sizes,
+            rng,
+            grammar,
+        )
+        return out.tokens
+
     def act_batch(self, observations: Sequence[dict], infos: Sequence[dict] | None = None) -> list[Any]:
         if len(observations) != len(self.rows):
             raise ValueError(
@@ -283,14 +379,23 @@ class UIO2Policy:
             )
         start = time.perf_counter()
         examples = [self._example(r, o) for r, o in zip(self.rows, observations, strict=True)]
-        batch = self.model_inputs(examples)
-        if self.cache_inputs:
-            batch["image_history_latents"], batch["image_history_latents_mask"] = self._history_latents()
         grammar, max_len = self._grammar()
-        cfg = DecodeConfig(**{**self.decode_cfg.__dict__, "max_new_tokens": max_len})
-        self.rng, sub = jax.random.split(self.rng)
-        out = generate(self.model, batch, "text", cfg, rng=sub, constraint=grammar)
-        tokens = np.asarray(out.tokens)
+        cfg = self._decode_cfgs.get(max_len)
+        if cfg is None:
+            cfg = self._decode_cfgs[max_len] = DecodeConfig(
+                **{**self.decode_cfg.__dict__, "max_new_tokens": max_len}
+            )
+        sub = self._rng_zero
+        if cfg.method == "sample":  # greedy and beam search use no randomness
+            self.rng, sub = jax.random.split(self.rng)
+        if self.device_preprocessing and self.cache_inputs:
+            tokens = np.asarray(self._fused_step(examples, cfg, sub, grammar))
+        else:
+            batch = self.model_inputs(examples)
+            if self.cache_inputs:
+                batch["image_history_latents"], batch["image_history_latents_mask"] = self._history_latents()
+            out = generate(self.model, batch, "text", cfg, rng=sub, constraint=grammar)
+            tokens = np.asarray(out.tokens)
         latency = time.perf_counter() - start
         actions = []
         for i, (row, obs) in enumerate(zip(self.rows, observations, strict=True)):
