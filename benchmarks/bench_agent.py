@@ -15,7 +15,13 @@ steady state (history full, one new frame per row per step):
   preprocessed and on the device: the new frames' latents (`decoding._history_latents`) and encode +
   the same constrained decode (`decoding._generate`) with the kept latents; `bare_frames_ms`: the
   model call with the whole history as frames (what a caller without caches runs);
-- ratios act / bare; `same_decoded_text`: the three policies decoded the same text every step.
+  `bare_step_ms`: the `after` policy's own compiled step (`act_step`: preprocessing, new latents,
+  encode, decode in one call) on its arguments already on the device, so `after_over_bare_step` is
+  the host's share of an act;
+- ratios act / bare; `grammar_build_ms`: building the step's grammar the first time a step number is
+  seen (VIMA's sentence names the step; PointNav's grammar is one for all steps), outside the act
+  timings (as after an eval's first episode);
+- `same_decoded_text`: the three policies decoded the same text every step.
 Prints JSON.
 """
 
@@ -31,7 +37,7 @@ from flax import nnx
 from agent.benchmarking import bench_config, device_name
 from agent.envs import resolve_env
 from policies.base import TaskSpec
-from policies.uio2_policy import UIO2Policy
+from policies.uio2_policy import UIO2Policy, act_step
 from uio2_core import decoding
 from uio2_core.decoding import DecodeConfig
 from uio2_core.device_preprocessing import prepare_frames
@@ -51,6 +57,10 @@ def _bare_calls(policy: UIO2Policy, obs: list):
         if kept is None
     ]
     missing = [[x is None for x in r.history.history_latents()] for r in policy.rows]
+    grammar, max_len = policy._grammar()
+    dcfg = DecodeConfig(**{**policy.decode_cfg.__dict__, "max_new_tokens": max_len})
+    rng = jax.random.key(0)
+    fused_args = jax.device_put(policy.step_arguments(examples, dcfg, rng, grammar)[2:7])
     batch = policy.model_inputs(examples)
     batch["image_history_latents"], batch["image_history_latents_mask"] = policy._history_latents()
     for row, gaps in zip(policy.rows, missing, strict=True):  # the policy's own act computes these
@@ -65,10 +75,8 @@ def _bare_calls(policy: UIO2Policy, obs: list):
     full = {k: v for k, v in batch.items() if not k.startswith("image_history")}
     plain = {k: np.asarray(v) for k, v in policy.builder.collate(examples).items()}
     full["image_history"], full["image_history_mask"] = plain["image_history"], plain["image_history_mask"]
-    grammar, max_len = policy._grammar()
-    dcfg = DecodeConfig(**{**policy.decode_cfg.__dict__, "max_new_tokens": max_len})
     static, state = decoding._split(policy.model)
-    rng = jax.random.key(0)
+    sizes = (cfg.image_input_size, cfg.image_history_size, cfg.image_vit.patch_size)
 
     def step():
         latents = None if frames is None else decoding._history_latents(static, state, *frames)
@@ -77,7 +85,10 @@ def _bare_calls(policy: UIO2Policy, obs: list):
     def whole():
         return decoding._generate(static, state, full, None, "text", dcfg, rng, grammar).tokens
 
-    return step, whole
+    def fused():
+        return act_step(static, state, *fused_args, dcfg, sizes, rng, grammar)[0].tokens
+
+    return step, whole, fused
 
 
 def _timed(fn) -> float:
@@ -103,11 +114,18 @@ def measure(model: UIO2Model, env_name: str, batch: int, repeats: int, max_frame
     }
     for p in policies.values():
         p.reset_batch(specs)
-    times: dict[str, list[float]] = {k: [] for k in (*policies, "bare", "bare_frames")}
+    times: dict[str, list[float]] = {
+        k: [] for k in (*policies, "bare", "bare_frames", "bare_step", "grammar")
+    }
     same = True
     try:
         for step in range(max_frames + repeats):  # the first max_frames steps fill the history (compiles)
-            bare, whole = _bare_calls(policies["after"], obs)
+            # the step's grammar (a new step number: VIMA's sentence names it), built outside the act
+            # timings, as after an eval's first episode; its build time is reported on its own
+            t_grammar = _timed(lambda: policies["after"]._grammar()[0])
+            for p in policies.values():
+                p._grammar()
+            bare, whole, fused = _bare_calls(policies["after"], obs)
             decoded = []
             for name, policy in policies.items():
                 decoding.HOST_CACHING = name != "uncached"
@@ -117,10 +135,12 @@ def measure(model: UIO2Model, env_name: str, batch: int, repeats: int, max_frame
                     times[name].append(t)
             decoding.HOST_CACHING = True
             same = same and all(d == decoded[0] for d in decoded)
-            t_bare, t_whole = _timed(bare), _timed(whole)
+            t_bare, t_whole, t_fused = _timed(bare), _timed(whole), _timed(fused)
             if step >= max_frames:
                 times["bare"].append(t_bare)
                 times["bare_frames"].append(t_whole)
+                times["bare_step"].append(t_fused)
+                times["grammar"].append(t_grammar)
     finally:
         decoding.HOST_CACHING = True
         for env in envs:
@@ -131,10 +151,13 @@ def measure(model: UIO2Model, env_name: str, batch: int, repeats: int, max_frame
         "act_ms": {k: ms[k] for k in policies},
         "bare_ms": ms["bare"],
         "bare_frames_ms": ms["bare_frames"],
+        "bare_step_ms": ms["bare_step"],
         "act_over_bare": {k: ms[k] / ms["bare"] for k in policies},
+        "after_over_bare_step": ms["after"] / ms["bare_step"],
         "uncached_over_bare_frames": ms["uncached"] / ms["bare_frames"],
         "speedup_after_vs_before": ms["before"] / ms["after"],
         "ms_per_decision_after": ms["after"] / batch,
+        "grammar_build_ms": ms["grammar"],
         "same_decoded_text": same,
         "decoded": decoded[-1][0],
     }

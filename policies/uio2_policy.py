@@ -56,8 +56,9 @@ def _write_latents(static, state, pool, frames, slots, sizes: tuple[int, int]) -
 
 
 @functools.partial(jax.jit, static_argnames=("static", "cfg", "sizes"))
-def _act_step(static, state, pool, inputs, new, where, valid, cfg, sizes, rng, constraint):
-    """The policy's step in one compiled call (see `UIO2Policy._fused_step`)."""
+def act_step(static, state, pool, inputs, new, where, valid, cfg, sizes, rng, constraint):
+    """The policy's step in one compiled call (`UIO2Policy._fused_step`; arguments from
+    `UIO2Policy.step_arguments`) -> (`Generated`, the pool with the new frames' latents)."""
     size, history_size, patch = sizes
     if new is not None:
         pool = _pool_write(nnx.merge(static.graphdef, state), pool, *new, history_size, patch)
@@ -340,37 +341,30 @@ class UIO2Policy:
     def _fused_step(self, examples: list, cfg: DecodeConfig, rng: jax.Array, grammar) -> jax.Array:
         """One compiled call: the main images and the new history frames preprocessed, the new frames'
         latents written to the pool, the history gathered from it, encode and constrained decode."""
+        out, self._pool = act_step(*self.step_arguments(examples, cfg, rng, grammar))
+        return out.tokens
+
+    def step_arguments(self, examples: list, cfg: DecodeConfig, rng: jax.Array, grammar) -> tuple:
+        """`act_step`'s arguments for the examples (host arrays: uint8 frames, token ids, pool slots);
+        frames of sizes other than the step's are written to the pool first (rare: cropped prompt images)."""
         mcfg = self.model.cfg
         new, where, valid = self._pool_layout()
-        for frames, slots in new[:-1] if len(new) > 1 else ():  # frames of other sizes first (rare)
+        for frames, slots in new[:-1] if len(new) > 1 else ():
             self._write_pool(frames, slots)
         inputs: dict[str, Any] = {"text": self.builder.text_ids(examples)}
         images = [checked_frame(e.image) for e in examples]
         if len({(im.shape, im.dtype) for im in images}) == 1:
             inputs["image"] = np.stack(images)  # preprocessed in the step
         else:
-            inputs["image"], inputs["image_mask"] = _prepare(
-                images, mcfg.image_input_size, mcfg.image_vit.patch_size
-            )
+            size, patch = mcfg.image_input_size, mcfg.image_vit.patch_size
+            inputs["image"], inputs["image_mask"] = _prepare(images, size, patch)
         if self.builder.with_audio:
             rows = [self.builder.audio_arrays(e) for e in examples]
             inputs.update({k: np.stack([r[k] for r in rows]) for k in rows[0]})
         static, state = split_model_static(self.model)
         sizes = (mcfg.image_input_size, mcfg.image_history_size, mcfg.image_vit.patch_size)
-        out, self._pool = _act_step(
-            static,
-            state,
-            self._pool,
-            inputs,
-            new[-1] if new else None,
-            where,
-            valid,
-            cfg,
-            sizes,
-            rng,
-            grammar,
-        )
-        return out.tokens
+        new_frames = new[-1] if new else None
+        return static, state, self._pool, inputs, new_frames, where, valid, cfg, sizes, rng, grammar
 
     def act_batch(self, observations: Sequence[dict], infos: Sequence[dict] | None = None) -> list[Any]:
         if len(observations) != len(self.rows):
