@@ -297,7 +297,8 @@ class UIO2Policy:
         for group in _same_shape(todo):  # frames of one size: one compiled call
             n = 1 << (len(group) - 1).bit_length()
             stack = np.zeros((n, *group[0][1].shape), group[0][1].dtype)
-            stack[: len(group)] = [f for _, f in group]
+            for k, (_, frame) in enumerate(group):
+                stack[k] = frame
             slots = np.full(n, size, np.int32)
             slots[: len(group)] = [s for s, _ in group]
             groups.append((stack, slots))
