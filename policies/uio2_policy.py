@@ -60,8 +60,7 @@ def act_step(static, state, pool, inputs, new, where, valid, cfg, sizes, rng, co
     """The policy's step in one compiled call (`UIO2Policy._fused_step`; arguments from
     `UIO2Policy.step_arguments`) -> (`Generated`, the pool with the new frames' latents)."""
     size, history_size, patch = sizes
-    if new is not None:
-        pool = _pool_write(nnx.merge(static.graphdef, state), pool, *new, history_size, patch)
+    pool = _pool_write(nnx.merge(static.graphdef, state), pool, *new, history_size, patch)
     batch = dict(inputs)
     if "image_mask" not in batch:
         batch["image"], batch["image_mask"] = prepare_frames(batch["image"], size, patch)
@@ -232,9 +231,8 @@ class UIO2Policy:
         or the episode ends: with `device_preprocessing` in a slot of the policy's latents pool on
         the device (the history keeps the slot number), else as an array in the row's history."""
         if self.device_preprocessing:
-            new, where, valid = self._pool_layout()
-            for frames, slots in new:
-                self._write_pool(frames, slots)
+            todo, where, valid = self._pool_layout()
+            self._write_frames(todo)
             return self._pool[where], jnp.asarray(valid)
         cfg = self.model.cfg
         todo = [
@@ -267,11 +265,10 @@ class UIO2Policy:
         latents = jnp.concatenate(flat).reshape(len(kept), self.max_frames, p.num_latents, d)
         return latents, jnp.asarray(valid)
 
-    def _pool_layout(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+    def _pool_layout(self) -> tuple[list[tuple[int, np.ndarray]], np.ndarray, np.ndarray]:
         """Gives each history frame without latents a free slot of the pool (slot 0 stays zeros, for
-        empty history slots). Returns the new frames grouped by size, each group stacked and padded to a
-        power of two with its slots (padding: an out-of-range slot, dropped), and where [B, T] (each
-        history slot's pool slot) and valid [B, T]."""
+        empty history slots). Returns the new frames with their slots, where [B, T] (each history
+        slot's pool slot) and valid [B, T]."""
         cfg, rows, t = self.model.cfg, len(self.rows), self.max_frames
         size = 1 + rows * t  # every history slot of every row, and the blank
         if self._pool is None or self._pool.shape[0] != size:
@@ -293,16 +290,18 @@ class UIO2Policy:
                     todo.append((slot, checked_frame(image)))
                 where[b, k], valid[b, k] = slot, True
         self.frames_encoded += len(todo)
-        groups = []
-        for group in _same_shape(todo):  # frames of one size: one compiled call
+        return todo, where, valid
+
+    def _write_frames(self, todo: list[tuple[int, np.ndarray]]) -> None:
+        """Latents of (slot, frame) pairs into the pool: frames of one size in one compiled call, padded
+        to a power of two (padding: an out-of-range slot, dropped)."""
+        for group in _same_shape(todo):
             n = 1 << (len(group) - 1).bit_length()
             stack = np.zeros((n, *group[0][1].shape), group[0][1].dtype)
-            for k, (_, frame) in enumerate(group):
-                stack[k] = frame
-            slots = np.full(n, size, np.int32)
-            slots[: len(group)] = [s for s, _ in group]
-            groups.append((stack, slots))
-        return groups, where, valid
+            slots = np.full(n, self._pool.shape[0], np.int32)
+            for k, (slot, frame) in enumerate(group):
+                stack[k], slots[k] = frame, slot
+            self._write_pool(stack, slots)
 
     def _write_pool(self, frames: np.ndarray, slots: np.ndarray) -> None:
         cfg = self.model.cfg
@@ -346,12 +345,12 @@ class UIO2Policy:
         return out.tokens
 
     def step_arguments(self, examples: list, cfg: DecodeConfig, rng: jax.Array, grammar) -> tuple:
-        """`act_step`'s arguments for the examples (host arrays: uint8 frames, token ids, pool slots);
-        frames of sizes other than the step's are written to the pool first (rare: cropped prompt images)."""
+        """`act_step`'s arguments for the examples (host arrays: uint8 frames, token ids, pool slots).
+        The step takes exactly one new history frame per row, of the main image's size (what a step
+        adds; padding: a blank frame whose latents are dropped), so that it compiles once; other new
+        frames (the prompt images, in an episode's first step) are written to the pool first."""
         mcfg = self.model.cfg
-        new, where, valid = self._pool_layout()
-        for frames, slots in new[:-1] if len(new) > 1 else ():
-            self._write_pool(frames, slots)
+        todo, where, valid = self._pool_layout()
         inputs: dict[str, Any] = {"text": self.builder.text_ids(examples)}
         images = [checked_frame(e.image) for e in examples]
         if len({(im.shape, im.dtype) for im in images}) == 1:
@@ -359,13 +358,23 @@ class UIO2Policy:
         else:
             size, patch = mcfg.image_input_size, mcfg.image_vit.patch_size
             inputs["image"], inputs["image_mask"] = _prepare(images, size, patch)
+        rows = len(examples)
+        frames = np.zeros((rows, *images[0].shape), images[0].dtype)
+        slots = np.full(rows, self._pool.shape[0], np.int32)
+        taken = [
+            k for k, (_, f) in enumerate(todo) if f.shape == images[0].shape and f.dtype == images[0].dtype
+        ]
+        taken = taken[-rows:]  # the newest: the frames the step just pushed
+        for k, j in enumerate(taken):
+            slots[k], frames[k] = todo[j]
+        fused = set(taken)
+        self._write_frames([x for j, x in enumerate(todo) if j not in fused])
         if self.builder.with_audio:
-            rows = [self.builder.audio_arrays(e) for e in examples]
-            inputs.update({k: np.stack([r[k] for r in rows]) for k in rows[0]})
+            audio = [self.builder.audio_arrays(e) for e in examples]
+            inputs.update({k: np.stack([r[k] for r in audio]) for k in audio[0]})
         static, state = split_model_static(self.model)
         sizes = (mcfg.image_input_size, mcfg.image_history_size, mcfg.image_vit.patch_size)
-        new_frames = new[-1] if new else None
-        return static, state, self._pool, inputs, new_frames, where, valid, cfg, sizes, rng, grammar
+        return static, state, self._pool, inputs, (frames, slots), where, valid, cfg, sizes, rng, grammar
 
     def act_batch(self, observations: Sequence[dict], infos: Sequence[dict] | None = None) -> list[Any]:
         if len(observations) != len(self.rows):
