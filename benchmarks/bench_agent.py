@@ -3,16 +3,26 @@
     python benchmarks/bench_agent.py --model tiny
     python benchmarks/bench_agent.py --model large --layers 2 --repeats 3
 
-Per env and batch size, timed interleaved in one run (a shared machine's load hits all alike):
-- `act_ms`: one `policy.act_batch` (prompting, preprocessing, encode, constrained decode, codec) in
-  steady state (history full, one new frame per row per step);
-  `before`: `cache_inputs=False` and `decoding.HOST_CACHING=False` (text tokenised, every history
-  frame preprocessed and encoded, the model split and its graph hashed again at every step);
-  `after`: the per-episode caches (prompt ids, history latents) and the cached split;
-- `bare_ms`: the jitted model call alone (encode + the same constrained decode) on the same
-  step's inputs already on the device: history as frames (what a caller without caches runs), and
-  `bare_latents_ms` with the history as kept latents (what the cached policy's model call runs);
-- ratios act / bare. Prints JSON.
+Per env and batch size, timed interleaved in one run (a shared machine's load hits all alike), in
+steady state (history full, one new frame per row per step):
+- `act_ms`: one `policy.act_batch` (prompting, preprocessing, encode, constrained decode, codec):
+  `uncached`: `cache_inputs=False`, `decoding.HOST_CACHING=False`, host preprocessing (text
+  tokenised, every history frame preprocessed and encoded, the model split again at every step);
+  `before`: the per-episode caches (prompt ids, history latents), images preprocessed on the host
+  in numpy (`device_preprocessing=False`); `after`: the caches, images resized, padded and
+  normalised in compiled code (`prepare_frames`; the host stacks uint8 frames);
+- `bare_ms`: the jitted model calls the cached policy's step makes, on the step's inputs already
+  preprocessed and on the device: the new frames' latents (`decoding._history_latents`) and encode +
+  the same constrained decode (`decoding._generate`) with the kept latents; `bare_frames_ms`: the
+  model call with the whole history as frames (what a caller without caches runs);
+  `bare_step_ms`: the `after` policy's own compiled step (`act_step`: preprocessing, new latents,
+  encode, decode in one call) on its arguments already on the device, so `after_over_bare_step` is
+  the host's share of an act;
+- ratios act / bare; `grammar_build_ms`: building the step's grammar the first time a step number is
+  seen (VIMA's sentence names the step; PointNav's grammar is one for all steps), outside the act
+  timings (as after an eval's first episode);
+- `same_decoded_text`: the three policies decoded the same text every step.
+Prints JSON.
 """
 
 import argparse
@@ -21,34 +31,64 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from agent.benchmarking import bench_config, device_name
 from agent.envs import resolve_env
 from policies.base import TaskSpec
-from policies.uio2_policy import UIO2Policy
+from policies.uio2_policy import UIO2Policy, act_step
 from uio2_core import decoding
 from uio2_core.decoding import DecodeConfig
+from uio2_core.device_preprocessing import prepare_frames
 from uio2_core.model import UIO2Model
 from uio2_core.vocab import tiny_vocabulary
 
 
-def _bare_call(policy: UIO2Policy, obs: list, latents: bool):
-    """The model call of the policy's next step, inputs prepared on the device (not timed)."""
+def _bare_calls(policy: UIO2Policy, obs: list):
+    """The model calls of the policy's next step, inputs prepared on the device (not timed): with
+    the history as kept latents plus the new frames' latents, and with the history as frames."""
+    cfg = policy.model.cfg
     examples = [policy._example(r, o) for r, o in zip(policy.rows, obs, strict=True)]
-    batch = {k: jnp.asarray(v) for k, v in policy.builder.collate(examples, not latents).items()}
-    if latents:
-        missing = [[x is None for x in r.history.history_latents()] for r in policy.rows]
-        batch["image_history_latents"], batch["image_history_latents_mask"] = policy._history_latents()
-        for row, gaps in zip(policy.rows, missing, strict=True):  # the policy's own act computes these
-            for slot in (s for s, gap in enumerate(gaps) if gap):
-                row.history.set_latent(slot, None)
+    new = [
+        image
+        for r in policy.rows
+        for image, kept in zip(r.history.history_images(), r.history.history_latents(), strict=True)
+        if kept is None
+    ]
+    missing = [[x is None for x in r.history.history_latents()] for r in policy.rows]
     grammar, max_len = policy._grammar()
-    cfg = DecodeConfig(**{**policy.decode_cfg.__dict__, "max_new_tokens": max_len})
-    static, state = decoding._split(policy.model)
+    dcfg = DecodeConfig(**{**policy.decode_cfg.__dict__, "max_new_tokens": max_len})
     rng = jax.random.key(0)
-    return lambda: decoding._generate(static, state, batch, None, "text", cfg, rng, grammar).tokens
+    fused_args = jax.device_put(policy.step_arguments(examples, dcfg, rng, grammar)[2:7])
+    batch = policy.model_inputs(examples)
+    batch["image_history_latents"], batch["image_history_latents_mask"] = policy._history_latents()
+    for row, gaps in zip(policy.rows, missing, strict=True):  # the policy's own act computes these
+        for slot in (s for s, gap in enumerate(gaps) if gap):
+            row.history.set_latent(slot, None)
+    frames = None
+    if new:
+        n = 1 << (len(new) - 1).bit_length()
+        stack = np.zeros((n, *new[0].shape), np.uint8)
+        stack[: len(new)] = new
+        frames = prepare_frames(stack, cfg.image_history_size, cfg.image_vit.patch_size)
+    full = {k: v for k, v in batch.items() if not k.startswith("image_history")}
+    plain = {k: np.asarray(v) for k, v in policy.builder.collate(examples).items()}
+    full["image_history"], full["image_history_mask"] = plain["image_history"], plain["image_history_mask"]
+    static, state = decoding._split(policy.model)
+    sizes = (cfg.image_input_size, cfg.image_history_size, cfg.image_vit.patch_size)
+
+    def step():
+        latents = None if frames is None else decoding._history_latents(static, state, *frames)
+        return decoding._generate(static, state, batch, None, "text", dcfg, rng, grammar).tokens, latents
+
+    def whole():
+        return decoding._generate(static, state, full, None, "text", dcfg, rng, grammar).tokens
+
+    def fused():
+        return act_step(static, state, *fused_args, dcfg, sizes, rng, grammar)[0].tokens
+
+    return step, whole, fused
 
 
 def _timed(fn) -> float:
@@ -66,29 +106,45 @@ def measure(model: UIO2Model, env_name: str, batch: int, repeats: int, max_frame
         obs.append(o)
         specs.append(TaskSpec.from_env(env, info, seed=i, env_id=env_name))
     vocab = tiny_vocabulary()
+    common = dict(max_frames=max_frames, text_len=128)
+    # `after` first: numpy's OpenBLAS threads spin on after the host paths' matrix products and would
+    # slow whatever runs right after them on a 2-core CPU
     policies = {
-        "before": UIO2Policy(model, vocab, max_frames=max_frames, text_len=128, cache_inputs=False),
-        "after": UIO2Policy(model, vocab, max_frames=max_frames, text_len=128),
+        "after": UIO2Policy(model, vocab, **common),
+        "before": UIO2Policy(model, vocab, **common, device_preprocessing=False),
+        "uncached": UIO2Policy(model, vocab, **common, cache_inputs=False, device_preprocessing=False),
     }
     for p in policies.values():
         p.reset_batch(specs)
-    times: dict[str, list[float]] = {k: [] for k in ("before", "after", "bare", "bare_latents")}
-    decoded = {}
+    times: dict[str, list[float]] = {
+        k: [] for k in (*policies, "bare", "bare_frames", "bare_step", "grammar")
+    }
+    same = True
     try:
         for step in range(max_frames + repeats):  # the first max_frames steps fill the history (compiles)
-            bare = _bare_call(policies["after"], obs, latents=False)
-            bare_latents = _bare_call(policies["after"], obs, latents=True)
+            # the step's grammar (a new step number: VIMA's sentence names it), built outside the act
+            # timings, as after an eval's first episode; its build time is reported on its own
+            t_grammar = _timed(lambda: policies["after"]._grammar()[0])
+            for p in policies.values():
+                p._grammar()
+            bare, whole, fused = _bare_calls(policies["after"], obs)
+            decoded = []
             for name, policy in policies.items():
-                decoding.HOST_CACHING = name == "after"
+                decoding.HOST_CACHING = name != "uncached"
                 t = _timed(lambda p=policy: p.act_batch(obs))
-                decoded[name] = policy.last_info.get("decoded_text")
+                decoded.append([policy.row_info(i).get("decoded_text") for i in range(batch)])
                 if step >= max_frames:
                     times[name].append(t)
+                if name == "after":  # the device-only timings next to it, before any host numpy work
+                    decoding.HOST_CACHING = True
+                    t_bare, t_whole, t_fused = _timed(bare), _timed(whole), _timed(fused)
             decoding.HOST_CACHING = True
-            t_bare, t_lat = _timed(bare), _timed(bare_latents)
+            same = same and all(d == decoded[0] for d in decoded)
             if step >= max_frames:
                 times["bare"].append(t_bare)
-                times["bare_latents"].append(t_lat)
+                times["bare_frames"].append(t_whole)
+                times["bare_step"].append(t_fused)
+                times["grammar"].append(t_grammar)
     finally:
         decoding.HOST_CACHING = True
         for env in envs:
@@ -96,15 +152,18 @@ def measure(model: UIO2Model, env_name: str, batch: int, repeats: int, max_frame
     ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
     return {
         "batch": batch,
-        "act_ms": {"before": ms["before"], "after": ms["after"]},
+        "act_ms": {k: ms[k] for k in policies},
         "bare_ms": ms["bare"],
-        "bare_latents_ms": ms["bare_latents"],
-        "act_over_bare": {"before": ms["before"] / ms["bare"], "after": ms["after"] / ms["bare"]},
-        "after_act_over_bare_latents": ms["after"] / ms["bare_latents"],
+        "bare_frames_ms": ms["bare_frames"],
+        "bare_step_ms": ms["bare_step"],
+        "act_over_bare": {k: ms[k] / ms["bare"] for k in policies},
+        "after_over_bare_step": ms["after"] / ms["bare_step"],
+        "uncached_over_bare_frames": ms["uncached"] / ms["bare_frames"],
         "speedup_after_vs_before": ms["before"] / ms["after"],
         "ms_per_decision_after": ms["after"] / batch,
-        "same_decoded_text": decoded["before"] == decoded["after"],
-        "decoded": decoded["after"],
+        "grammar_build_ms": ms["grammar"],
+        "same_decoded_text": same,
+        "decoded": decoded[-1][0],
     }
 
 

@@ -20,12 +20,8 @@ import numpy as np
 
 from policies.history import EpisodeHistory
 from uio2_core.config import UIO2Config
-from uio2_core.preprocessing import (
-    AUDIO_SAMPLE_RATE,
-    preprocess_audio_input,
-    preprocess_history_frames,
-    preprocess_image_input,
-)
+from uio2_core.device_preprocessing import prepare_frames_np
+from uio2_core.preprocessing import AUDIO_SAMPLE_RATE, preprocess_audio_input, preprocess_history_frames
 from uio2_core.vocab import EOS_ID, PREFIXES, Vocabulary, image_history_token
 
 log = logging.getLogger(__name__)
@@ -178,6 +174,12 @@ def image_history_token_text(i: int) -> str:
     return f"<image_history_{i}>"
 
 
+def host_frames(frames: list[np.ndarray], size: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The host numpy preprocessing of frames (`prepare_frames_np`'s layout): [T, size, size, 3], [T, P]."""
+    pre = preprocess_history_frames(frames, size, max_frames=max(len(frames), 1), patch=patch)
+    return pre.images, pre.masks.reshape(len(frames), (size // patch) ** 2)
+
+
 # ---- arrays ---------------------------------------------------------------------------------------
 
 
@@ -197,6 +199,9 @@ class InputBuilder:
     # keep the ids of text parts that repeat from step to step (the prompt, past actions: the text
     # cut at special tokens, `Vocabulary.split_at_specials`), so each is tokenised once
     cache_tokens: bool = True
+    # images through the host numpy path (`preprocess_image_input`) instead of `prepare_frames`: the
+    # path before device preprocessing, kept to measure it and to test that both agree
+    host_preprocessing: bool = False
     _ids: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
@@ -252,32 +257,38 @@ class InputBuilder:
     def arrays(
         self, ex: Example, tokens: np.ndarray | None = None, history: bool = True
     ) -> dict[str, np.ndarray]:
-        """The example's model arrays. `tokens` (from `tokens`/`fitted_tokens` of its text) skips
-        tokenizing again (training tokenizes each recorded step once); `history=False` leaves out the
+        """The example's model arrays (images through the device preprocessing, `prepare_frames`, one
+        frame a call, as training's examples). `tokens` (from `tokens`/`fitted_tokens` of its text)
+        skips tokenizing again (training tokenizes each recorded step once); `history=False` leaves out the
         image-history frames (for a caller that gives their latents instead, `image_history_latents`)."""
         cfg = self.cfg
         if ex.image is None:
             raise ValueError("the UIO2 policy needs a main image in every example")
-        image = preprocess_image_input(ex.image, cfg.image_input_size, cfg.image_vit.patch_size)
+        patch = cfg.image_vit.patch_size
+        frames = host_frames if self.host_preprocessing else prepare_frames_np
+        image, image_mask = frames([ex.image], cfg.image_input_size, patch)
         if len(ex.history) > self.max_frames:
             raise ValueError(
                 f"example has {len(ex.history)} history frames, more than {self.max_frames} slots"
             )
         out = {
             "text": self.tokens(ex.text, ex.shorten, ex.steps) if tokens is None else tokens,
-            "image": image.image,
-            "image_mask": image.mask.reshape(-1),
+            "image": image[0],
+            "image_mask": image_mask[0],
         }
         if history:
-            hist = preprocess_history_frames(
-                ex.history, cfg.image_history_size, max_frames=self.max_frames,
-                patch=cfg.image_vit.patch_size, pad_to_max=True,
-            )  # fmt: skip
-            out["image_history"] = hist.images
-            out["image_history_mask"] = hist.masks.reshape(self.max_frames, -1)
+            size, n = cfg.image_history_size, len(ex.history)
+            images, masks = frames(ex.history, size, patch)
+            out["image_history"] = np.zeros((self.max_frames, size, size, 3), np.float32)
+            out["image_history_mask"] = np.zeros((self.max_frames, (size // patch) ** 2), bool)
+            out["image_history"][:n], out["image_history_mask"][:n] = images, masks
         if self.with_audio:
             out.update(self.audio_arrays(ex))
         return out
+
+    def text_ids(self, examples: list[Example]) -> np.ndarray:
+        """[B, text_len] token ids of the examples (`tokens` of each)."""
+        return np.stack([self.tokens(e.text, e.shorten, e.steps) for e in examples])
 
     def audio_arrays(self, ex: Example) -> dict[str, np.ndarray]:
         """The audio and audio-history arrays of `ex` (zeros where it has none)."""

@@ -8,6 +8,7 @@ fails to parse becomes the codec's declared fallback and is counted in `last_inf
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from policies.base import TaskSpec
 from policies.codecs import DiscreteActionCodec, VimaActionCodec, vima_noop_action
@@ -31,11 +33,58 @@ from policies.prompting import (
     vima_prompt_images,
     vima_text,
 )
+from uio2_core import decoding
 from uio2_core.constraints import TokenDFA
 from uio2_core.decoding import DecodeConfig, generate, history_latents
+from uio2_core.decoding import _split as split_model_static
+from uio2_core.device_preprocessing import checked_frame, prepare_frames
 from uio2_core.model import UIO2Model
 from uio2_core.preprocessing import preprocess_history_frames
 from uio2_core.vocab import Vocabulary
+
+
+def _pool_write(model, pool, frames, slots, size: int, patch: int) -> jax.Array:
+    """History frames [N, h, w, 3] (uint8) preprocessed, their perceiver latents written to
+    `pool[slots]` (out-of-range slots: padding, dropped)."""
+    latents = model.history_latents(*prepare_frames(frames, size, patch))
+    return pool.at[slots].set(latents.astype(pool.dtype), mode="drop")
+
+
+@functools.partial(jax.jit, static_argnames=("static", "sizes"))
+def _write_latents(static, state, pool, frames, slots, sizes: tuple[int, int]) -> jax.Array:
+    return _pool_write(nnx.merge(static.graphdef, state), pool, frames, slots, *sizes)
+
+
+@functools.partial(jax.jit, static_argnames=("static", "cfg", "sizes"))
+def act_step(static, state, pool, inputs, new, where, valid, cfg, sizes, rng, constraint):
+    """The policy's step in one compiled call (`UIO2Policy._fused_step`; arguments from
+    `UIO2Policy.step_arguments`) -> (`Generated`, the pool with the new frames' latents)."""
+    size, history_size, patch = sizes
+    pool = _pool_write(nnx.merge(static.graphdef, state), pool, *new, history_size, patch)
+    batch = dict(inputs)
+    if "image_mask" not in batch:
+        batch["image"], batch["image_mask"] = prepare_frames(batch["image"], size, patch)
+    batch["image_history_latents"], batch["image_history_latents_mask"] = pool[where], valid
+    return decoding._generate(static, state, batch, None, "text", cfg, rng, constraint), pool
+
+
+def _same_shape(items: list) -> list[list]:
+    """`items` (their last element a frame) grouped by the frame's shape and dtype, order kept."""
+    groups: dict[tuple, list] = {}
+    for item in items:
+        groups.setdefault((item[-1].shape, np.asarray(item[-1]).dtype), []).append(item)
+    return list(groups.values())
+
+
+def _prepare(frames: list[np.ndarray], size: int, patch: int) -> tuple[jax.Array, jax.Array]:
+    """`prepare_frames` of frames of any sizes, in their order: one call per distinct size."""
+    frames = [checked_frame(f) for f in frames]
+    groups = _same_shape([(k, f) for k, f in enumerate(frames)])
+    if len(groups) == 1:
+        return prepare_frames(np.stack(frames), size, patch)
+    parts = [prepare_frames(np.stack([f for _, f in g]), size, patch) for g in groups]
+    order = np.argsort([k for g in groups for k, _ in g])
+    return jnp.concatenate([p[0] for p in parts])[order], jnp.concatenate([p[1] for p in parts])[order]
 
 
 def task_family(action_space: gym.Space) -> str:
@@ -74,6 +123,9 @@ class UIO2Policy:
         seed: int = 0,
         cache_inputs: bool = True,  # per episode: prompt token ids and history latents computed once
         prompt_crop: bool = False,  # VIMA prompt images cropped to their object (as the run trained)
+        # images resized, padded and normalised in compiled code (`prepare_frames`: the host only
+        # stacks uint8 frames); False: the host numpy path, kept to measure it against
+        device_preprocessing: bool = True,
     ):
         self.model, self.vocab = model, vocab
         self.decode_cfg = decode or DecodeConfig(method="greedy")
@@ -85,12 +137,17 @@ class UIO2Policy:
         self.max_frames = max_frames
         self.text_len = text_len
         self.cache_inputs = cache_inputs
+        self.device_preprocessing = device_preprocessing
         self.rng = jax.random.key(seed)
         self.rows: list[_Row] = []
         # one codec per family for the policy's life, so that grammar tables are built once
         self.codecs = {"vima": VimaActionCodec(vocab), "pointnav": DiscreteActionCodec(vocab)}
         self._stacked: tuple[tuple[int, ...], TokenDFA] | None = None
         self._no_frame: jax.Array | None = None  # latents of an empty history slot
+        self._pool: jax.Array | None = None  # kept history latents [1 + rows * max_frames, n, d]
+        self.frames_encoded = 0  # history frames whose latents were computed (each once per episode)
+        self._rng_zero = jax.random.key(0)
+        self._decode_cfgs: dict[int, DecodeConfig] = {}
         self.last_infos: list[dict[str, Any]] = []
 
     # -- protocol --
@@ -119,7 +176,7 @@ class UIO2Policy:
         self.builder = InputBuilder(
             self.model.cfg, self.vocab, text_len, self.max_frames,
             with_audio="audio" in getattr(tasks[0].observation_space, "spaces", {}),
-            cache_tokens=self.cache_inputs,
+            cache_tokens=self.cache_inputs, host_preprocessing=not self.device_preprocessing,
         )  # fmt: skip
 
     def _sized_text_len(self, row: _Row) -> int:
@@ -170,8 +227,13 @@ class UIO2Policy:
     def _history_latents(self) -> tuple[jax.Array, jax.Array]:
         """The rows' history as perceiver latents [B, T, n, d] + frame mask [B, T]. A frame's latents
         are computed once, in the first step that sees it (all rows' new frames in one call, padded
-        to a power of two so that few shapes compile), and kept in the row's history until the
-        frame leaves it or the episode ends."""
+        to a power of two so that few shapes compile), and kept until the frame leaves the history
+        or the episode ends: with `device_preprocessing` in a slot of the policy's latents pool on
+        the device (the history keeps the slot number), else as an array in the row's history."""
+        if self.device_preprocessing:
+            todo, where, valid = self._pool_layout()
+            self._write_frames(todo)
+            return self._pool[where], jnp.asarray(valid)
         cfg = self.model.cfg
         todo = [
             (row.history, slot, image)
@@ -191,6 +253,7 @@ class UIO2Policy:
             masks = np.zeros((n, pre.masks[0].size), bool)
             frames[: len(todo)], masks[: len(todo)] = pre.images, pre.masks.reshape(len(todo), -1)
             latents = history_latents(self.model, jnp.asarray(frames), jnp.asarray(masks))
+            self.frames_encoded += len(todo)
             for k, (history, slot, _) in enumerate(todo):
                 history.set_latent(slot, latents[k])
         p, d = cfg.image_history, cfg.transformer.d_model
@@ -202,6 +265,117 @@ class UIO2Policy:
         latents = jnp.concatenate(flat).reshape(len(kept), self.max_frames, p.num_latents, d)
         return latents, jnp.asarray(valid)
 
+    def _pool_layout(self) -> tuple[list[tuple[int, np.ndarray]], np.ndarray, np.ndarray]:
+        """Gives each history frame without latents a free slot of the pool (slot 0 stays zeros, for
+        empty history slots). Returns the new frames with their slots, where [B, T] (each history
+        slot's pool slot) and valid [B, T]."""
+        cfg, rows, t = self.model.cfg, len(self.rows), self.max_frames
+        size = 1 + rows * t  # every history slot of every row, and the blank
+        if self._pool is None or self._pool.shape[0] != size:
+            p = cfg.image_history
+            self._pool = jnp.zeros((size, p.num_latents, cfg.transformer.d_model), cfg.compute_dtype)
+            for row in self.rows:  # a new pool: every frame's latents are computed again
+                for slot in range(len(row.history.history_images())):
+                    row.history.set_latent(slot, None)
+        used = {v for r in self.rows for v in r.history.history_latents() if v is not None}
+        free = (i for i in range(1, size) if i not in used)
+        where, valid = np.zeros((rows, t), np.int32), np.zeros((rows, t), bool)
+        todo: list[tuple[int, np.ndarray]] = []
+        for b, row in enumerate(self.rows):
+            images, kept = row.history.history_images(), row.history.history_latents()
+            for k, (image, slot) in enumerate(zip(images, kept, strict=True)):
+                if slot is None:
+                    slot = next(free)
+                    row.history.set_latent(k, slot)
+                    todo.append((slot, checked_frame(image)))
+                where[b, k], valid[b, k] = slot, True
+        self.frames_encoded += len(todo)
+        return todo, where, valid
+
+    def _write_frames(self, todo: list[tuple[int, np.ndarray]]) -> None:
+        """Latents of (slot, frame) pairs into the pool: frames of one size in one compiled call, padded
+        to a power of two (padding: an out-of-range slot, dropped)."""
+        for group in _same_shape(todo):
+            n = 1 << (len(group) - 1).bit_length()
+            stack = np.zeros((n, *group[0][1].shape), group[0][1].dtype)
+            slots = np.full(n, self._pool.shape[0], np.int32)
+            for k, (slot, frame) in enumerate(group):
+                stack[k], slots[k] = frame, slot
+            self._write_pool(stack, slots)
+
+    def _write_pool(self, frames: np.ndarray, slots: np.ndarray) -> None:
+        cfg = self.model.cfg
+        static, state = split_model_static(self.model)
+        sizes = (cfg.image_history_size, cfg.image_vit.patch_size)
+        self._pool = _write_latents(static, state, self._pool, frames, slots, sizes)
+
+    def model_inputs(self, examples: list) -> dict[str, jax.Array]:
+        """The examples' model arrays on the device, history frames left out where their latents are
+        kept (`cache_inputs`). With `device_preprocessing` the host tokenises and stacks the uint8
+        frames; resizing, padding and normalisation run compiled (`prepare_frames`)."""
+        if not self.device_preprocessing:
+            arrays = self.builder.collate(examples, not self.cache_inputs)
+            return {k: jnp.asarray(v) for k, v in arrays.items()}
+        cfg, patch = self.model.cfg, self.model.cfg.image_vit.patch_size
+        batch = {"text": jnp.asarray(self.builder.text_ids(examples))}
+        images = [e.image for e in examples]
+        batch["image"], batch["image_mask"] = _prepare(images, cfg.image_input_size, patch)
+        if not self.cache_inputs:
+            size, slots = cfg.image_history_size, self.max_frames
+            frames = [f for e in examples for f in e.history]
+            images, masks = _prepare(frames, size, patch) if frames else (None, None)
+            where = np.full((len(examples), slots), len(frames))  # index of each slot's frame, or the blank
+            k = 0
+            for row, e in enumerate(examples):
+                where[row, : len(e.history)] = np.arange(k, k + len(e.history))
+                k += len(e.history)
+            blank = jnp.zeros((1, size, size, 3), jnp.float32), jnp.zeros((1, (size // patch) ** 2), bool)
+            images = blank[0] if images is None else jnp.concatenate([images, blank[0]])
+            masks = blank[1] if masks is None else jnp.concatenate([masks, blank[1]])
+            batch["image_history"], batch["image_history_mask"] = images[where], masks[where]
+        if self.builder.with_audio:
+            rows = [self.builder.audio_arrays(e) for e in examples]
+            batch.update({k: jnp.asarray(np.stack([r[k] for r in rows])) for k in rows[0]})
+        return batch
+
+    def _fused_step(self, examples: list, cfg: DecodeConfig, rng: jax.Array, grammar) -> jax.Array:
+        """One compiled call: the main images and the new history frames preprocessed, the new frames'
+        latents written to the pool, the history gathered from it, encode and constrained decode."""
+        out, self._pool = act_step(*self.step_arguments(examples, cfg, rng, grammar))
+        return out.tokens
+
+    def step_arguments(self, examples: list, cfg: DecodeConfig, rng: jax.Array, grammar) -> tuple:
+        """`act_step`'s arguments for the examples (host arrays: uint8 frames, token ids, pool slots).
+        The step takes exactly one new history frame per row, of the main image's size (what a step
+        adds; padding: a blank frame whose latents are dropped), so that it compiles once; other new
+        frames (the prompt images, in an episode's first step) are written to the pool first."""
+        mcfg = self.model.cfg
+        todo, where, valid = self._pool_layout()
+        inputs: dict[str, Any] = {"text": self.builder.text_ids(examples)}
+        images = [checked_frame(e.image) for e in examples]
+        if len({(im.shape, im.dtype) for im in images}) == 1:
+            inputs["image"] = np.stack(images)  # preprocessed in the step
+        else:
+            size, patch = mcfg.image_input_size, mcfg.image_vit.patch_size
+            inputs["image"], inputs["image_mask"] = _prepare(images, size, patch)
+        rows = len(examples)
+        frames = np.zeros((rows, *images[0].shape), images[0].dtype)
+        slots = np.full(rows, self._pool.shape[0], np.int32)
+        taken = [
+            k for k, (_, f) in enumerate(todo) if f.shape == images[0].shape and f.dtype == images[0].dtype
+        ]
+        taken = taken[-rows:]  # the newest: the frames the step just pushed
+        for k, j in enumerate(taken):
+            slots[k], frames[k] = todo[j]
+        fused = set(taken)
+        self._write_frames([x for j, x in enumerate(todo) if j not in fused])
+        if self.builder.with_audio:
+            audio = [self.builder.audio_arrays(e) for e in examples]
+            inputs.update({k: np.stack([r[k] for r in audio]) for k in audio[0]})
+        static, state = split_model_static(self.model)
+        sizes = (mcfg.image_input_size, mcfg.image_history_size, mcfg.image_vit.patch_size)
+        return static, state, self._pool, inputs, (frames, slots), where, valid, cfg, sizes, rng, grammar
+
     def act_batch(self, observations: Sequence[dict], infos: Sequence[dict] | None = None) -> list[Any]:
         if len(observations) != len(self.rows):
             raise ValueError(
@@ -209,14 +383,23 @@ class UIO2Policy:
             )
         start = time.perf_counter()
         examples = [self._example(r, o) for r, o in zip(self.rows, observations, strict=True)]
-        batch = {k: jnp.asarray(v) for k, v in self.builder.collate(examples, not self.cache_inputs).items()}
-        if self.cache_inputs:
-            batch["image_history_latents"], batch["image_history_latents_mask"] = self._history_latents()
         grammar, max_len = self._grammar()
-        cfg = DecodeConfig(**{**self.decode_cfg.__dict__, "max_new_tokens": max_len})
-        self.rng, sub = jax.random.split(self.rng)
-        out = generate(self.model, batch, "text", cfg, rng=sub, constraint=grammar)
-        tokens = np.asarray(out.tokens)
+        cfg = self._decode_cfgs.get(max_len)
+        if cfg is None:
+            cfg = self._decode_cfgs[max_len] = DecodeConfig(
+                **{**self.decode_cfg.__dict__, "max_new_tokens": max_len}
+            )
+        sub = self._rng_zero
+        if cfg.method == "sample":  # greedy and beam search use no randomness
+            self.rng, sub = jax.random.split(self.rng)
+        if self.device_preprocessing and self.cache_inputs:
+            tokens = np.asarray(self._fused_step(examples, cfg, sub, grammar))
+        else:
+            batch = self.model_inputs(examples)
+            if self.cache_inputs:
+                batch["image_history_latents"], batch["image_history_latents_mask"] = self._history_latents()
+            out = generate(self.model, batch, "text", cfg, rng=sub, constraint=grammar)
+            tokens = np.asarray(out.tokens)
         latency = time.perf_counter() - start
         actions = []
         for i, (row, obs) in enumerate(zip(self.rows, observations, strict=True)):

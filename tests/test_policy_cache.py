@@ -94,6 +94,7 @@ def test_pointnav_cached_history_gives_the_same_inputs_and_actions(tiny_model):
             _check_inputs(tiny_model, cached, plain, obs)
         seen += 1
     history = cached.rows[0].history
+    assert cached.frames_encoded == seen - 1  # each past frame through the ViT once, in the step after it
     # the frame just pushed gets its latents in the next step
     assert len(history.latents) == 2 and history.latents[0] is not None and history.latents[1] is None
     # the template's parts were tokenised once and kept (the goal's numbers change every step)
@@ -112,5 +113,6 @@ def test_tabletop_prompt_images_and_history_latents_are_kept_per_episode(tiny_mo
     now = history.history_latents()
     assert len(prompt) >= 1 and None not in prompt and kept[: len(prompt)] == [id(x) for x in prompt]
     assert now[-1] is None and [id(x) for x in now[:-1]] == kept  # the newest frame: next step
+    assert cached.frames_encoded == len(prompt) + 1  # the prompt images and the first frame, once each
     cached.reset_row(0, spec)
     assert all(x is None for x in cached.rows[0].history.history_latents())  # a new episode starts empty

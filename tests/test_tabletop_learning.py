@@ -79,8 +79,12 @@ def test_training_inputs_are_the_policys_token_for_token(tmp_path, view="top", c
     policy = UIO2Policy(build_model(cfg, seed=0, with_vqgan=False), vocab, text_len=128, max_frames=4,
                         view=view, prompt_crop=crop)  # fmt: skip
     policy.reset(TaskSpec.from_env(env, info, seed=7))
-    seen = policy.builder.arrays(policy._example(policy.rows[0], obs))
+    example = policy._example(policy.rows[0], obs)
+    seen = policy.builder.arrays(example)
+    acted = policy.model_inputs([example])  # what act feeds the model (main image prepared on the device)
     env.close()
+    for key in ("text", "image", "image_mask"):
+        np.testing.assert_array_equal(trained[key][0], np.asarray(acted[key][0]), err_msg=key)
     assert sorted(seen) == sorted(trained)
     for key, value in seen.items():
         np.testing.assert_array_equal(trained[key][0], value, err_msg=key)

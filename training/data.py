@@ -10,11 +10,12 @@ uniformly with an RNG seeded by (seed, k). Resuming at position k needs nothing 
 
 Every step is indexed once, when the data is opened: its prompt tokens and target tokens are stored
 (int32 arrays), its main image and history frames as references to the recorded uint8 frames (never
-copies). A frame is resized and normalised (the policy's preprocessing) the first time a batch uses
-it and kept, up to `frame_cache_mb`; after that a row is a few array copies, so sampling steps
-uniformly over any number of episodes costs the same per row. Memory: the recorded frames (uint8)
-of the views the model sees, (text_len + target_len) * 4 bytes a step (`TrainingData.memory_bytes`,
-logged when the data is opened), plus at most `frame_cache_mb` of preprocessed frames.
+copies). A frame is resized and normalised (the policy's preprocessing, `prepare_frames`) the first
+time a batch uses it and kept, up to `frame_cache_mb`; after that a row is a few array copies, so
+sampling steps uniformly over any number of episodes costs the same per row. Memory: the recorded
+frames (uint8) of the views the model sees, (text_len + target_len) * 4 bytes a step
+(`TrainingData.memory_bytes`, logged when the data is opened), plus at most `frame_cache_mb` of
+preprocessed frames.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from policies.prompting import (
 from training.dataset import open_dataset
 from training.features import action_from_row
 from uio2_core.config import UIO2Config
-from uio2_core.preprocessing import preprocess_history_frames, preprocess_image_input
+from uio2_core.device_preprocessing import prepare_frames_np
 from uio2_core.vocab import EOS_ID, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -312,13 +313,13 @@ class TrainingData:
 
     def _main_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.builder.cfg
-        pre = preprocess_image_input(image, cfg.image_input_size, cfg.image_vit.patch_size)
-        return pre.image, pre.mask.reshape(-1)
+        image, mask = prepare_frames_np([image], cfg.image_input_size, cfg.image_vit.patch_size)
+        return image[0], mask[0]
 
     def _history_frame(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.builder.cfg  # one frame alone: each frame of a history is preprocessed on its own
-        pre = preprocess_history_frames([frame], cfg.image_history_size, 1, cfg.image_vit.patch_size)
-        return pre.images[0], pre.masks[0].reshape(-1)
+        image, mask = prepare_frames_np([frame], cfg.image_history_size, cfg.image_vit.patch_size)
+        return image[0], mask[0]
 
     def example(self, dataset: int, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(model arrays, target tokens) of the `index`-th step of `dataset`: what `InputBuilder.arrays`

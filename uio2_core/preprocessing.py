@@ -214,6 +214,36 @@ def patch_mask(pixel_mask: np.ndarray, patch: int) -> np.ndarray:
     return m[..., c::patch, c::patch].astype(bool)
 
 
+class Placement(NamedTuple):
+    """`resize_and_pad` of an h x w image as two matrices: padded = wy @ image @ wx.T per channel.
+
+    Rows of `wy` (columns of `wx`) outside the content are zero, so the product is the resized image
+    already placed in the zero-padded square; the device preprocessing applies these matrices
+    (`uio2_core.device_preprocessing`)."""
+
+    wy: np.ndarray  # float32 [size, h]
+    wx: np.ndarray  # float32 [size, w]
+    mask: np.ndarray  # bool [(size / patch) ** 2]: the patch mask, flattened
+    info: ResizeInfo
+
+
+@lru_cache(maxsize=64)
+def placement(h: int, w: int, size: int, patch: int) -> Placement:
+    """The `Placement` of an h x w frame in a size x size square with `patch`-px patches (kept: an
+    agent's frames have a few sizes)."""
+    rh, rw = fit_size(h, w, size)
+    top, left = (size - rh) // 2, (size - rw) // 2
+    wy, wx = np.zeros((size, h), np.float32), np.zeros((size, w), np.float32)
+    wy[top : top + rh] = _resize_weights32(h, rh) if rh != h else np.eye(h, dtype=np.float32)
+    wx[left : left + rw] = _resize_weights32(w, rw) if rw != w else np.eye(w, dtype=np.float32)
+    pixels = np.zeros((size, size), bool)
+    pixels[top : top + rh, left : left + rw] = True
+    mask = patch_mask(pixels, patch).reshape(-1)
+    for a in (wy, wx, mask):
+        a.flags.writeable = False
+    return Placement(wy, wx, mask, ResizeInfo((h, w), (rh, rw), (top, left), size))
+
+
 class PreprocessedImage(NamedTuple):
     image: np.ndarray  # float32 [size, size, 3]: CLIP-normalised (inputs) or [-1, 1] (targets)
     mask: np.ndarray  # bool patch mask [size / patch, size / patch]
