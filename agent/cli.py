@@ -209,6 +209,12 @@ def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
     return 0
 
 
+def _trained_input_options(args: argparse.Namespace) -> dict[str, Any]:
+    """How `uio2 train` shapes a tabletop example (camera, prompt crop), for the rollouts of the model it
+    trains: without them a model trained on the top view was evaluated on the front one."""
+    return {"view": args.view, "prompt_crop": args.prompt_crop}
+
+
 def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
     """Rollouts of the model being trained, at every checkpoint (the agent layer's job)."""
     from agent.envs import resolve_env
@@ -222,7 +228,8 @@ def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
     vocab = Vocabulary.load(args.tokenizer) if args.tokenizer else tiny_vocabulary()
 
     def run(model, step: int) -> dict:  # the policy sees the inputs exactly as training built them
-        policy = UIO2Policy(model, vocab, seed=args.seed, text_len=TEXT_LEN, max_frames=MAX_FRAMES)
+        policy = UIO2Policy(model, vocab, seed=args.seed, text_len=TEXT_LEN, max_frames=MAX_FRAMES,
+                            **_trained_input_options(args))  # fmt: skip
         episodes = evaluate(entries, policy, args.eval_episodes, 10_000, env_id=args.eval_env, num_envs=4,
                             show_progress=False)  # fmt: skip
         s = summarize(episodes)

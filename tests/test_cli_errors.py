@@ -173,3 +173,19 @@ def test_run_dir_options_are_restored_and_info_reads_them(paths, capsys):
 
     cfg, fmt, saved = _checkpoint_config(Path(paths["official"]))
     assert (fmt, saved, cfg.transformer.d_model) == ("hf", {}, info["config"]["d_model"])
+
+
+def test_rollouts_during_training_see_the_inputs_the_run_trains_on(tiny_model):
+    """`uio2 train --eval-env` rolls out the model it trains: with the run's camera and prompt crop, and with
+    every option the run records (RUN_OPTIONS) that `uio2 train` takes as a flag."""
+    from agent.cli import _trained_input_options, build_parser
+    from policies.registry import RUN_OPTIONS
+    from policies.uio2_policy import UIO2Policy
+    from uio2_core.vocab import tiny_vocabulary
+
+    argv = ["--data", "d", "--out", "o", "--steps", "1", "--view", "top", "--prompt-crop"]
+    args, _ = build_parser().subcommands["train"].parse_known_args(argv)
+    options = _trained_input_options(args)
+    assert set(options) >= {k for k in RUN_OPTIONS if hasattr(args, k)}
+    policy = UIO2Policy(tiny_model, tiny_vocabulary(), **options)
+    assert (policy.view, policy.prompt_crop) == ("top", True)
