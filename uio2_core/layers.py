@@ -165,19 +165,7 @@ class MultiHeadAttention(nnx.Module):
 
     def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None) -> jax.Array:
         """q [B, Lq, H, D], k/v [B, Lk, H, D], bias additive [B, 1|H, Lq, Lk]; fp32 logits and softmax."""
-        qf, kf = q.astype(jnp.float32), k.astype(jnp.float32)
-        if self.scaled_cosine:
-            qf = qf / jnp.maximum(jnp.linalg.norm(qf, axis=-1, keepdims=True), 1e-12)
-            kf = kf / jnp.maximum(jnp.linalg.norm(kf, axis=-1, keepdims=True), 1e-12)
-            scale = jnp.exp(jnp.minimum(self.logit_scale[...].astype(jnp.float32), math.log(100.0)))
-            logits = jnp.einsum("bqhd,bkhd->bhqk", qf, kf) * scale[None, :, None, None]
-        else:
-            logits = jnp.einsum("bqhd,bkhd->bhqk", qf / math.sqrt(self.head_dim), kf)
-        if bias is not None:
-            logits = logits + bias
-        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-        return self.out(out.reshape(*out.shape[:2], -1))
+        return self._attend(q, k, v, bias, kv="bkhd", head_axis=3)
 
     def attend_cached(
         self, q: jax.Array, k_t: jax.Array, v_t: jax.Array, bias: jax.Array | None
@@ -185,18 +173,24 @@ class MultiHeadAttention(nnx.Module):
         """`attend` with keys/values held as a decode cache holds them, [B, H, D, Lk] (see
         `to_cache_layout`): the layout XLA's CPU dot wants for one query against many keys, so a
         decode step reads the cache in place instead of transposing all of it first."""
-        qf, kf = q.astype(jnp.float32), k_t.astype(jnp.float32)
+        return self._attend(q, k_t, v_t, bias, kv="bhdk", head_axis=2)
+
+    def _attend(self, q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None, *, kv: str,
+                head_axis: int) -> jax.Array:  # fmt: skip
+        """The attention of both layouts: `kv` names the key/value axes (einsum letters), `head_axis` is
+        where D sits in them."""
+        qf, kf = q.astype(jnp.float32), k.astype(jnp.float32)
         if self.scaled_cosine:
             qf = qf / jnp.maximum(jnp.linalg.norm(qf, axis=-1, keepdims=True), 1e-12)
-            kf = kf / jnp.maximum(jnp.linalg.norm(kf, axis=2, keepdims=True), 1e-12)
+            kf = kf / jnp.maximum(jnp.linalg.norm(kf, axis=head_axis, keepdims=True), 1e-12)
             scale = jnp.exp(jnp.minimum(self.logit_scale[...].astype(jnp.float32), math.log(100.0)))
-            logits = jnp.einsum("bqhd,bhdk->bhqk", qf, kf) * scale[None, :, None, None]
+            logits = jnp.einsum(f"bqhd,{kv}->bhqk", qf, kf) * scale[None, :, None, None]
         else:
-            logits = jnp.einsum("bqhd,bhdk->bhqk", qf / math.sqrt(self.head_dim), kf)
+            logits = jnp.einsum(f"bqhd,{kv}->bhqk", qf / math.sqrt(self.head_dim), kf)
         if bias is not None:
             logits = logits + bias
-        weights = jax.nn.softmax(logits, axis=-1).astype(v_t.dtype)
-        out = jnp.einsum("bhqk,bhdk->bqhd", weights, v_t)
+        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+        out = jnp.einsum(f"bhqk,{kv}->bqhd", weights, v)
         return self.out(out.reshape(*out.shape[:2], -1))
 
     def __call__(
