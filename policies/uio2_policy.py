@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -147,7 +147,6 @@ class UIO2Policy:
         self._pool: jax.Array | None = None  # kept history latents [1 + rows * max_frames, n, d]
         self.frames_encoded = 0  # history frames whose latents were computed (each once per episode)
         self._rng_zero = jax.random.key(0)
-        self._decode_cfgs: dict[int, DecodeConfig] = {}
         self.last_infos: list[dict[str, Any]] = []
 
     # -- protocol --
@@ -384,11 +383,7 @@ class UIO2Policy:
         start = time.perf_counter()
         examples = [self._example(r, o) for r, o in zip(self.rows, observations, strict=True)]
         grammar, max_len = self._grammar()
-        cfg = self._decode_cfgs.get(max_len)
-        if cfg is None:
-            cfg = self._decode_cfgs[max_len] = DecodeConfig(
-                **{**self.decode_cfg.__dict__, "max_new_tokens": max_len}
-            )
+        cfg = replace(self.decode_cfg, max_new_tokens=max_len)  # frozen: equal configs share a compile
         sub = self._rng_zero
         if cfg.method == "sample":  # greedy and beam search use no randomness
             self.rng, sub = jax.random.split(self.rng)
