@@ -266,7 +266,7 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
                     location_sigma=args.location_sigma, freeze_vit=args.freeze_vit,
                     heldout=[d for d in (args.heldout or "").split(",") if d],
                     smooth_locations=args.smooth_locations,
-                    grid_positions=args.grid_positions)  # fmt: skip
+                    grid_positions=args.grid_positions, max_minutes=args.max_minutes)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -341,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tokenizer", default=None, help="SentencePiece model (LLaMA's tokenizer.model for official weights)"
     )
     tr.add_argument("--steps", type=int, required=True)
+    tr.add_argument("--max-minutes", type=float, default=None,
+                    help="wall-clock budget: stop earlier than --steps once it is spent (checkpoint and "
+                    "model saved as at the end; the learning-rate schedule stays the one of --steps)")
     tr.add_argument("--out", required=True)
     tr.add_argument("--batch-size", type=int, default=8)
     tr.add_argument("--learning-rate", type=float, default=1e-2)

@@ -90,6 +90,8 @@ CASES = [
                              "--pack", "320"], "--pack"),
     ("train --pack odd batch", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
                                 "--pack", "320,24", "--batch-size", "3"], "--batch-size"),
+    ("train --max-minutes 0", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
+                               "--max-minutes", "0"], "--max-minutes"),
 ]
 if importlib.util.find_spec("habitat") is None:  # the install hint only shows where habitat is missing
     CASES.append(("habitat env without habitat",

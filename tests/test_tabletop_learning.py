@@ -61,7 +61,7 @@ def test_training_inputs_are_the_policys_token_for_token(tmp_path, view="top", c
     from envs.tabletop import make_tabletop
     from policies.base import TaskSpec
     from policies.uio2_policy import UIO2Policy
-    from training.data import ExampleBuilder
+    from training.data import ExampleBuilder, TrainingData
     from training.dataset import open_dataset
     from uio2_core.config import get_config
     from uio2_core.model import build_model
@@ -89,6 +89,11 @@ def test_training_inputs_are_the_policys_token_for_token(tmp_path, view="top", c
     for key, value in seen.items():
         np.testing.assert_array_equal(trained[key][0], value, err_msg=key)
     assert (seen["image_history_mask"].sum(-1) > 0).sum() == 1  # rotate's prompt shows one object
+    # what training actually samples (the indexed steps) is the same as well: --prompt-crop included
+    indexed, _ = TrainingData([str(out)], builder, 1).example(0, 0)
+    assert sorted(indexed) == sorted(seen)
+    for key, value in seen.items():
+        np.testing.assert_array_equal(indexed[key], value, err_msg=f"indexed {key}")
 
 
 def test_video_caption_shows_the_prompt_images():

@@ -74,3 +74,16 @@ def test_loss_decreases_on_a_fixed_batch(trainer):
     assert history[-1]["loss"] < 0.3 * history[0]["loss"]
     assert history[-1]["text_accuracy"] == 1.0
 
+
+
+def test_a_spent_time_budget_ends_training_with_a_checkpoint(trainer):
+    """`max_seconds` (`uio2 train --max-minutes`) stops at the first metrics read after the budget,
+    and that step is checkpointed (on_checkpoint runs) as the last step would be."""
+    seen: list[int] = []
+    t = _fresh(trainer, steps=12, log_every=2, checkpoint_every=10, max_seconds=0.0)
+    history = t.fit(batch_at, resume=False, progress=False,
+                    on_checkpoint=lambda tr: seen.append(tr.step_count))
+    assert [m["step"] for m in history] == [1, 2] and seen == [2] and t.step_count == 2
+    history = _fresh(trainer, steps=4, log_every=2, checkpoint_every=10, max_seconds=None).fit(
+        batch_at, resume=False, progress=False)
+    assert len(history) == 4  # no budget: every step

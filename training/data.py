@@ -173,7 +173,8 @@ def _index_episode(builder: ExampleBuilder, ep: dict[str, np.ndarray], extra: di
     inputs = InputBuilder(builder.cfg, builder.vocab, builder.text_len, builder.max_frames)
     if family == "vima":
         codec: Any = VimaActionCodec(builder.vocab)
-        prompt, images = vima_prompt_images(str(ep["task"][0]), _prompt_assets(extra), builder.view)
+        prompt, images = vima_prompt_images(str(ep["task"][0]), _prompt_assets(extra), builder.view,
+                                            builder.prompt_crop)
         history.reset(images)
     else:
         codec = DiscreteActionCodec(builder.vocab)

@@ -143,7 +143,7 @@ def train(
     dtype: str = "float32", pack: tuple[int, int] | None = None,
     view: str = "front", prompt_crop: bool = False, location_sigma: float = 0.0,
     freeze_vit: bool | None = None, heldout: list[str] | None = None, smooth_locations: bool = False,
-    grid_positions: bool = False,
+    grid_positions: bool = False, max_minutes: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py). `dtype` is the compute dtype (the master
@@ -155,6 +155,8 @@ def train(
     the image ViT frozen, as UIO2 does; False trains it with the rest (its features are no longer
     cut from the gradient). Every measured run of the demo had it frozen (docs/tabletop_learning.md)."""
     _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data, dtype, pack)
+    if max_minutes is not None and not max_minutes > 0:
+        raise OptionError(f"--max-minutes must be > 0, got {max_minutes}")
     if distributed:
         import jax
 
@@ -209,7 +211,8 @@ def train(
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps, freeze_vit=freeze_vit)
     every = checkpoint_every or max(steps // 4, 1)
     tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt, remat=remat,
-                       pack=pack, location_sigma=location_sigma)  # fmt: skip
+                       pack=pack, location_sigma=location_sigma,
+                       max_seconds=None if max_minutes is None else max_minutes * 60)  # fmt: skip
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames,
                 "denoise": denoise, "dtype": dtype, "view": view, "prompt_crop": prompt_crop,
                 "heldout": heldout, "smooth_locations": smooth_locations,
@@ -240,5 +243,6 @@ def train(
         shutil.copyfile(tokenizer, out / RUN_TOKENIZER)
     save_params(trainer.merged_model(), out, saved)
     last = history[-1] if history else {}
-    return {"steps": trainer.step_count, "final_loss": last.get("loss"), "dataset_steps": dataset.num_steps,
+    return {"steps": trainer.step_count, "budget_spent": trainer.step_count < steps,
+            "final_loss": last.get("loss"), "dataset_steps": dataset.num_steps,
             "run_dir": str(out)}  # fmt: skip

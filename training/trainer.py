@@ -67,6 +67,9 @@ class TrainConfig:
     # batches built (and put on the devices) ahead of the step by a background thread; 0 builds each
     # batch in the loop. Either way the losses are the same: batch k is always batch_at(k).
     prefetch: int = 2
+    # wall-clock budget of one `fit` in seconds (None: none): checked where the step's metrics are read
+    # (every `log_every` steps), it ends training there with a checkpoint, as if `steps` were reached
+    max_seconds: float | None = None
 
 
 REMAT_MODES = ("none", "layer")
@@ -279,7 +282,7 @@ class Trainer:
         batches = _Batches(batch_at, self.put, position, self.cfg.steps, self.cfg.prefetch)
         pending: list[tuple[int, dict]] = []  # (step, metrics still on the devices)
         warned: list[int] = []  # the step whose packing cut tokens was reported (once per fit)
-        since = time.perf_counter()
+        since = started = time.perf_counter()
 
         def flush(bar: Any) -> None:
             """Read the pending steps' metrics (one wait), check them, log them."""
@@ -310,13 +313,20 @@ class Trainer:
 
         try:
             with tqdm(total=self.cfg.steps, initial=position, desc="train", disable=not progress) as bar:
-                while position < self.cfg.steps:
+                spent = False
+                while position < self.cfg.steps and not spent:
                     pending.append((position + 1, self._dispatch(batches.get(position))))
                     position += 1
                     bar.update(1)
                     checkpoint = position % self.cfg.checkpoint_every == 0 or position == self.cfg.steps
                     if checkpoint or position % max(self.cfg.log_every, 1) == 0:
                         flush(bar)  # before a checkpoint too: a non-finite loss is never saved
+                        budget = self.cfg.max_seconds
+                        spent = budget is not None and time.perf_counter() - started >= budget
+                        if spent and not checkpoint:
+                            log.info("time budget of %.0f s spent at step %d of %d", budget, position,
+                                     self.cfg.steps)  # fmt: skip
+                            checkpoint = True
                     if checkpoint:
                         self.save()
                         if on_checkpoint is not None:
