@@ -5,7 +5,9 @@ memory-bandwidth floor per token, and one VIMA action before/after the host-side
     python benchmarks/decode.py --model large --layers 4 --new-tokens 20
 
 Prints one JSON object. Per-token time is the compiled greedy loop's time divided by its tokens.
-The floor is the bytes one decode step must read (decoder weights, the tied text embedding, the
+"prefill_ms_attention_as_before": the same prefill with the attention dots' operands laid out as
+before (heads in the middle, layers.ATTENTION_HEADS_FIRST = False), timed in the same rounds. The
+floor is the bytes one decode step must read (decoder weights, the tied text embedding, the
 cross-attention keys/values) over the read bandwidth a probe measures in the same run. "vima_action"
 times one action under the VIMA grammar: "before" = a split per call, one call per token for the
 old decode length (grammar states + 1, run to the end); "after" = cached split, jump-forward,
@@ -25,7 +27,7 @@ from flax import nnx
 
 from agent.benchmarking import bench_config, device_name, matmul_peak_flops, median_seconds, synthetic_batch
 from policies.codecs import VimaActionCodec
-from uio2_core import decoding, transformer
+from uio2_core import decoding, layers, transformer
 from uio2_core.constraints import TokenDFA
 from uio2_core.decoding import DecodeConfig, generate
 from uio2_core.model import UIO2Model
@@ -214,6 +216,16 @@ def main() -> None:
     cost = prefill.lower(state, batch).compile().cost_analysis()
     prefill_flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
     enc, cache = jax.block_until_ready(prefill(state, batch))
+    # the prefill as before: attention dots with the heads in the middle of their operands
+    # (layers.ATTENTION_HEADS_FIRST = False), traced with the switch off; same results expected
+    prefill_as_before = make_prefill()
+    layers.ATTENTION_HEADS_FIRST = False
+    try:
+        enc_before, _ = jax.block_until_ready(prefill_as_before(state, batch))
+    finally:
+        layers.ATTENTION_HEADS_FIRST = True
+    prefill_max_diff = float(jnp.max(jnp.abs(enc_before.encoded - enc.encoded)))
+    del enc_before
     # decode loops, each with the cache its prefill made: "cache_as_before" keeps keys/values
     # [B, L, H, D] (transformer.CACHE_LAYOUT_FOR_DOT = False), which XLA transposes every step
     loops = {"decode": (make_decode(False), cache)}
@@ -235,10 +247,12 @@ def main() -> None:
         + _nbytes([(c["cross_k"], c["cross_v"]) for c in cache])
     )
     # every measurement once per round, rounds interleaved: a shared machine's load hits all alike
-    times: dict[str, list[float]] = {k: [] for k in ["prefill", "peak", "bandwidth", *loops]}
+    names = ["prefill", "prefill_as_before", "peak", "bandwidth", *loops]
+    times: dict[str, list[float]] = {k: [] for k in names}
     for _ in range(args.repeats):
         times["peak"].append(matmul_peak_flops(repeats=1))
         times["prefill"].append(median_seconds(lambda: prefill(state, batch), 1))
+        times["prefill_as_before"].append(median_seconds(lambda: prefill_as_before(state, batch), 1))
         times["bandwidth"].append(read_bandwidth_gbs(step_bytes, 1))
         for name, (f, c) in loops.items():
             times[name].append(median_seconds(lambda f=f, c=c: f(state, enc, c), 1))
@@ -252,6 +266,9 @@ def main() -> None:
         "prefill_ms": 1000 * prefill_s, "prefill_gflop": prefill_flops / 1e9,
         "prefill_gflop_s": prefill_flops / prefill_s / 1e9, "matmul_peak_gflop_s": peak / 1e9,
         "prefill_pct_of_matmul_peak": 100 * prefill_flops / prefill_s / peak,
+        "prefill_ms_attention_as_before": 1000 * med["prefill_as_before"],
+        "speedup_from_heads_first_attention": med["prefill_as_before"] / prefill_s,
+        "prefill_max_abs_diff_attention_as_before": prefill_max_diff,
         "ms_per_token": 1000 * decode_s / n,
         "tokens_per_s": args.batch * n / decode_s,
         "ms_per_token_cache_as_before": 1000 * med["cache_as_before"] / n,
