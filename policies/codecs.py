@@ -63,6 +63,7 @@ class ActionCodec(Protocol):
     def decode(self, tokens: np.ndarray | list[int], step: int = 0) -> Decoded: ...
     def grammar(self, step: int = 0) -> TokenDFA: ...
     def grammar_length(self, step: int = 0) -> int: ...
+    def decode_length(self) -> int: ...
     def fallback(self) -> Any: ...
 
 
@@ -112,6 +113,7 @@ class VimaActionCodec:
     # built grammars (device tables) and their longest sentence + EOS, per step number
     _grammars: dict[int, tuple[TokenDFA, int]] = field(default_factory=dict, repr=False, compare=False)
     grammar_builds: int = field(default=0, repr=False, compare=False)
+    _longest: int | None = field(default=None, repr=False, compare=False)
 
     _TEMPLATES: ClassVar[dict[str, str]] = {
         "pick": "{k}: pick from ( {L} {L} {L} ) and place to ( {L} {L} {L} )",
@@ -152,6 +154,17 @@ class VimaActionCodec:
     def grammar_length(self, step: int = 0) -> int:
         """Decode steps the grammar needs: its longest sentence plus EOS."""
         return self._grammar(step)[1]
+
+    def decode_length(self) -> int:
+        """Decode steps to compile for: the longest sentence of any step number plus EOS. One length
+        for the whole episode, so that one compiled decoder serves it ("10:" is a token longer than
+        "9:"; a length per step compiled the decoder again at step 10, mid-episode). Greedy decoding
+        stops at EOS, so the longer bound costs no model call."""
+        if self._longest is None:
+            self._longest = 1 + max(
+                len(self._template_ids(verb, k)) for verb in ("pick", "push") for k in range(self.max_steps)
+            )
+        return self._longest
 
     def _grammar(self, step: int) -> tuple[TokenDFA, int]:
         if step not in self._grammars:
@@ -233,6 +246,10 @@ class DiscreteActionCodec:
 
     def grammar_length(self, step: int = 0) -> int:
         return max(len(i) for i in self._ids) + 1
+
+    def decode_length(self) -> int:
+        """The same at every step (`grammar_length`)."""
+        return self.grammar_length()
 
     def decode(self, tokens, step: int = 0) -> Decoded:
         ids = _strip_eos(tokens)

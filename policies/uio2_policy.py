@@ -215,7 +215,7 @@ class UIO2Policy:
     def _grammar(self) -> tuple[TokenDFA, int]:
         """The batch's automaton (device tables, cached per step) and the decode length it needs."""
         grammars = [r.codec.grammar(r.history.step) for r in self.rows]
-        max_len = max(r.codec.grammar_length(r.history.step) for r in self.rows)
+        max_len = max(r.codec.decode_length() for r in self.rows)  # one length a codec: no recompiles
         if len(grammars) == 1:
             return grammars[0], max_len
         key = tuple(id(g) for g in grammars)

@@ -76,6 +76,29 @@ def test_policy_builds_each_step_grammar_once_across_acts_and_episodes(tiny_mode
     assert texts[0][0][0].startswith("1: ") and texts[0][1][0].startswith("2: ")
 
 
+def test_one_decode_length_for_every_step_of_an_episode(tiny_model):
+    """The policy decodes every step of an episode with one length, so its decoder compiles once: VIMA's
+    step "10:" is a token longer than "9:", and a length per step compiled it again at step 10."""
+    from agent.envs import resolve_env
+    from policies.base import TaskSpec
+    from policies.uio2_policy import UIO2Policy
+    from uio2_core.vocab import tiny_vocabulary
+
+    policy = UIO2Policy(tiny_model, tiny_vocabulary(), max_frames=2, text_len=64)
+    env = resolve_env("tabletop/visual_manipulation")[0].make()
+    _, info = env.reset(seed=0)
+    policy.reset(TaskSpec.from_env(env, info, seed=0, env_id="tabletop/visual_manipulation"))
+    env.close()
+    codec, lengths = policy.codecs["vima"], set()
+    assert codec.grammar_length(8) < codec.grammar_length(9)  # "9:" vs "10:": the case this is about
+    for step in (0, 8, 9, 30):
+        policy.rows[0].history.step = step
+        _, length = policy._grammar()
+        lengths.add(length)
+        assert length >= codec.grammar_length(step)  # room for the step's longest sentence and EOS
+    assert len(lengths) == 1
+
+
 def _free_positions(dfa: TokenDFA, row_start: int, tokens) -> set[int]:
     """Positions of a row's decoded tokens that the grammar did not force (more than one allowed),
     and its EOS (the call that ends the row)."""
