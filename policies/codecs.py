@@ -67,8 +67,7 @@ class ActionCodec(Protocol):
     def fallback(self) -> Any: ...
 
 
-def location_bin(v: float) -> int:
-    """A value in [0, 1] as one of the 1000 location bins (floor(v * 999), as UIO2 encodes)."""
+def _value_to_bin(v: float) -> int:
     if not math.isfinite(v):
         raise ValueError(f"action value {v} is not finite")
     return int(np.clip(np.floor(np.float32(v) * np.float32(999.0)), 0, NUM_LOCATION_BINS - 1))
@@ -132,7 +131,7 @@ class VimaActionCodec:
         lo, hi = VIMA_BOUNDS["low"], VIMA_BOUNDS["high"]
         xy = (np.asarray(position, np.float64) - lo) / (hi - lo)
         yaw_deg = math.degrees(yaw_from_quaternion(np.asarray(rotation))) % 360.0
-        return [location_bin(xy[0]), location_bin(xy[1]), location_bin(yaw_deg / 360.0)]
+        return [_value_to_bin(xy[0]), _value_to_bin(xy[1]), _value_to_bin(yaw_deg / 360.0)]
 
     def encode(self, action: dict[str, np.ndarray], step: int = 0, push: bool = False) -> list[int]:
         """The step sentence's token ids (no EOS) for a VIMA action dict."""

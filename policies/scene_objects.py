@@ -1,5 +1,5 @@
 """The tabletop scene as objects: each object's crop (on white, as prompt images are drawn) and its
-table position as the action's location bins.
+table position.
 
 VIMA's own agents see a scene as object tokens (a crop per object from the segmentation, with its
 box), and UIO2's VIMA prompts can list object boxes as location tokens. A UIO2 trained from scratch
@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.codecs import VIMA_BOUNDS, location_bin
-
 # VIMA-Bench's top camera: focal length 64e4 // 2.55 px at 1000 m above the table
 PIX_PER_M = (64e4 // 2.55) / 1000.0
 TOP_CENTRE_ROW, TOP_CENTRE_COL, TOP_CENTRE_X = 64.0, 128.0, 0.5
@@ -35,12 +33,6 @@ class SceneObject:
     x: float  # table metres, as the action's pose positions
     y: float
     crop: np.ndarray  # HWC uint8: the object alone on white, square, with a margin
-
-    def bins(self) -> tuple[int, int]:
-        """(x, y) as the action codec's location bins."""
-        lo, hi = VIMA_BOUNDS["low"], VIMA_BOUNDS["high"]
-        u, v = (self.x - lo[0]) / (hi[0] - lo[0]), (self.y - lo[1]) / (hi[1] - lo[1])
-        return location_bin(u), location_bin(v)
 
 
 def pixel_to_table(row: float, col: float) -> tuple[float, float]:
