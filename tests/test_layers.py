@@ -90,3 +90,26 @@ def test_ast_position_ids_are_mel_major(tiny_model):
     pos = ast.patch_positions((16, 8))
     # patch p = time * 8 + mel takes row mel * 16 + time
     np.testing.assert_allclose(pos[1 * 8 + 3], table[3 * 16 + 1])
+
+
+def test_heads_first_attention_equals_the_heads_in_the_middle_layout():
+    """`dot_attention` transposes its operands heads-first for XLA's CPU dots; with the switch off it
+    runs on [B, L, H, D] directly (what benchmarks/decode.py times beside it): same values either way."""
+    import jax
+    import numpy as np
+
+    from uio2_core import layers
+
+    q = jax.random.normal(jax.random.key(0), (2, 5, 3, 4))
+    k, v = (jax.random.normal(jax.random.key(i), (2, 9, 3, 4)) for i in (1, 2))
+    bias = jax.random.normal(jax.random.key(9), (2, 1, 5, 9))
+    first = layers.dot_attention(q, k, v, bias, scale=0.5)
+    layers.ATTENTION_HEADS_FIRST = False
+    try:
+        middle = layers.dot_attention(q, k, v, bias, scale=0.5)
+    finally:
+        layers.ATTENTION_HEADS_FIRST = True
+    assert first.shape == (2, 5, 3, 4)
+    np.testing.assert_allclose(np.asarray(first), np.asarray(middle), rtol=1e-5, atol=1e-6)
+    weights = jax.nn.softmax(np.einsum("bqhd,bkhd->bhqk", q, k) * 0.5 + bias, axis=-1)
+    np.testing.assert_allclose(np.asarray(first), np.einsum("bhqk,bkhd->bqhd", weights, v), atol=1e-5)

@@ -19,6 +19,29 @@ NEG_INF = -1e10  # the additive mask value of the official code
 # ([B, L, H, D] straight into the einsums), as before, which XLA's CPU dots ran at under half the speed
 # (kept so that benchmarks/decode.py measures the difference in one run; the results are the same)
 ATTENTION_HEADS_FIRST = True
+
+
+def dot_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None, *, kv: str = "bkhd",
+                  scale: jax.Array | None = None) -> jax.Array:  # fmt: skip
+    """softmax(q k^T * scale + bias) v for q [B, Lq, H, D] and keys/values laid out as `kv` (einsum
+    letters: "bkhd", or a decode cache's "bhdk"); -> [B, Lq, H, D]. The weights take v's dtype. With
+    ATTENTION_HEADS_FIRST, [B, L, H, D] operands are transposed to [B, H, L, D] for the dots, which XLA's
+    CPU backend runs much faster than with the heads between the other axes. One body for the backbone,
+    perceiver and ViT attention."""
+    if kv == "bkhd" and ATTENTION_HEADS_FIRST:
+        q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
+        q_axes, kv = "bhqd", "bhkd"
+    else:
+        q_axes = "bqhd"
+    logits = jnp.einsum(f"{q_axes},{kv}->bhqk", q, k)
+    if scale is not None:
+        logits = logits * scale
+    if bias is not None:
+        logits = logits + bias
+    out = jnp.einsum(f"bhqk,{kv}->{q_axes}", jax.nn.softmax(logits, axis=-1).astype(v.dtype), v)
+    return jnp.swapaxes(out, 1, 2) if q_axes == "bhqd" else out
+
+
 ATTN_KERNEL_INIT = nnx.initializers.variance_scaling(1.0, "fan_in", "normal")
 MLP_KERNEL_INIT = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
@@ -191,22 +214,10 @@ class MultiHeadAttention(nnx.Module):
             qf = qf / jnp.maximum(jnp.linalg.norm(qf, axis=-1, keepdims=True), 1e-12)
             kf = kf / jnp.maximum(jnp.linalg.norm(kf, axis=head_axis, keepdims=True), 1e-12)
             scale = jnp.exp(jnp.minimum(self.logit_scale[...].astype(jnp.float32), math.log(100.0)))
+            scale = scale[None, :, None, None]
         else:
-            qf = qf / math.sqrt(self.head_dim)
-        if kv == "bkhd" and ATTENTION_HEADS_FIRST:  # heads-first operands (see `attend`)
-            qf, kf, v = (jnp.swapaxes(t, 1, 2) for t in (qf, kf, v))
-            q_axes, kv = "bhqd", "bhkd"
-        else:
-            q_axes = "bqhd"
-        logits = jnp.einsum(f"{q_axes},{kv}->bhqk", qf, kf)
-        if self.scaled_cosine:
-            logits = logits * scale[None, :, None, None]
-        if bias is not None:
-            logits = logits + bias
-        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        out = jnp.einsum(f"bhqk,{kv}->{q_axes}", weights, v)
-        if q_axes == "bhqd":
-            out = jnp.swapaxes(out, 1, 2)
+            qf, scale = qf / math.sqrt(self.head_dim), None
+        out = dot_attention(qf, kf, v, bias, kv=kv, scale=scale)
         return self.out(out.reshape(*out.shape[:2], -1))
 
     def __call__(

@@ -13,9 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from uio2_core import layers
 from uio2_core.config import ViTConfig
-from uio2_core.layers import mask_to_bias
+from uio2_core.layers import dot_attention, mask_to_bias
 
 
 def patchify(x: jax.Array, patch: int) -> jax.Array:
@@ -40,19 +39,9 @@ class ViTAttention(nnx.Module):
 
     def __call__(self, x: jax.Array, bias: jax.Array | None) -> jax.Array:
         b, n, _ = x.shape
-        # heads-first [B, H, N, D] (layers.ATTENTION_HEADS_FIRST): XLA's CPU dots are much slower with
-        # the heads between the other axes
-        first = layers.ATTENTION_HEADS_FIRST
-        ax = "bhqd,bhkd" if first else "bqhd,bkhd"
         split = lambda t: t.reshape(b, n, self.num_heads, self.head_dim)  # noqa: E731
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        if first:
-            q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
-        logits = jnp.einsum(f"{ax}->bhqk", q, k) / jnp.sqrt(jnp.float32(self.head_dim))
-        if bias is not None:
-            logits = logits + bias
-        out = jnp.einsum(f"bhqk,{ax[5:]}->{ax[:4]}", jax.nn.softmax(logits, axis=-1), v)
-        out = jnp.swapaxes(out, 1, 2) if first else out
+        out = dot_attention(q, k, v, bias, scale=1 / jnp.sqrt(jnp.float32(self.head_dim)))
         return self.out_proj(out.reshape(b, n, -1))
 
 
