@@ -212,7 +212,7 @@ def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
 def _trained_input_options(args: argparse.Namespace) -> dict[str, Any]:
     """How `uio2 train` shapes a tabletop example (camera, prompt crop), for the rollouts of the model it
     trains: without them a model trained on the top view was evaluated on the front one."""
-    return {"view": args.view, "prompt_crop": args.prompt_crop}
+    return {"view": args.view, "prompt_crop": args.prompt_crop, "ground_objects": args.ground_objects}
 
 
 def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
@@ -236,6 +236,16 @@ def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
         return {k: s[k] for k in ("success_rate", "success_ci95", "spl", "soft_spl") if k in s}
 
     return run
+
+
+def _weights(spec: str | None) -> list[float] | None:
+    """`--data-weights 1,0.5` -> [1.0, 0.5]."""
+    if spec is None:
+        return None
+    try:
+        return [float(w) for w in spec.split(",")]
+    except ValueError:
+        raise OptionError(f"--data-weights takes one number per dataset (e.g. 1,0.5), not {spec!r}") from None
 
 
 def _pack(spec: str | None) -> tuple[int, int] | None:
@@ -266,7 +276,8 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
                     location_sigma=args.location_sigma, freeze_vit=args.freeze_vit,
                     heldout=[d for d in (args.heldout or "").split(",") if d],
                     smooth_locations=args.smooth_locations,
-                    grid_positions=args.grid_positions, max_minutes=args.max_minutes)  # fmt: skip
+                    grid_positions=args.grid_positions, max_minutes=args.max_minutes,
+                    ground_objects=args.ground_objects, data_weights=_weights(args.data_weights))  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -375,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "(even --batch-size; tokens over a budget are cut and counted)")  # fmt: skip
     tr.add_argument("--view", choices=["front", "top"], default="front", help="tabletop camera to train on")
     tr.add_argument("--prompt-crop", action="store_true", help="crop VIMA prompt images to their object")
+    tr.add_argument("--ground-objects", action="store_true",
+                    help="tabletop: name the prompt's objects by position and learn to find them "
+                         "(policies/grounding.py)")  # fmt: skip
+    tr.add_argument("--data-weights", default=None,
+                    help="how often each --data dataset is drawn (e.g. 1,2,2; default: equally)")  # fmt: skip
     tr.add_argument("--location-sigma", type=float, default=0.0,
                     help="Gaussian location targets over neighbouring bins (sigma in bins; 0: exact bin)")
     tr.add_argument("--freeze-vit", action=argparse.BooleanOptionalAction, default=None,

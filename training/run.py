@@ -143,7 +143,8 @@ def train(
     dtype: str = "float32", pack: tuple[int, int] | None = None,
     view: str = "front", prompt_crop: bool = False, location_sigma: float = 0.0,
     freeze_vit: bool | None = None, heldout: list[str] | None = None, smooth_locations: bool = False,
-    grid_positions: bool = False, max_minutes: float | None = None,
+    grid_positions: bool = False, max_minutes: float | None = None, ground_objects: bool = False,
+    data_weights: list[float] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py). `dtype` is the compute dtype (the master
@@ -153,7 +154,9 @@ def train(
     equally often (`TrainingData`). `heldout` (tabletop datasets) reports the location error of pick and
     place at every checkpoint in eval.jsonl (training/location_metrics.py). `freeze_vit` (None: True) keeps
     the image ViT frozen, as UIO2 does; False trains it with the rest (its features are no longer
-    cut from the gradient). Every measured run of the demo had it frozen (docs/tabletop_learning.md)."""
+    cut from the gradient). Every measured run of the demo had it frozen (docs/tabletop_learning.md).
+    `ground_objects`: tabletop prompts name their objects by table position, and the model also learns
+    the grounding question that finds them (policies/grounding.py). `data_weights`: one per dataset."""
     _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data, dtype, pack)
     if max_minutes is not None and not max_minutes > 0:
         raise OptionError(f"--max-minutes must be > 0, got {max_minutes}")
@@ -194,8 +197,10 @@ def train(
     if location_sigma < 0:
         raise OptionError(f"--location-sigma must be >= 0, got {location_sigma}")
     builder = ExampleBuilder(cfg, vocab, text_len=text_len, max_frames=max_frames, view=view,
-                             prompt_crop=prompt_crop)  # fmt: skip
-    dataset = TrainingData(data, builder, batch_size, seed=seed)
+                             prompt_crop=prompt_crop, ground_objects=ground_objects)  # fmt: skip
+    if data_weights is not None and len(data_weights) != len(data):
+        raise OptionError(f"--data-weights gives {len(data_weights)} weights for {len(data)} datasets")
+    dataset = TrainingData(data, builder, batch_size, seed=seed, weights=data_weights)
     batch_at = dataset.batch_at
     if denoise:
         sources = denoising_sources(denoise, dataset.datasets, cfg, vocab, vqgans, batch_size=batch_size,
@@ -216,7 +221,8 @@ def train(
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames,
                 "denoise": denoise, "dtype": dtype, "view": view, "prompt_crop": prompt_crop,
                 "heldout": heldout, "smooth_locations": smooth_locations,
-                "grid_positions": grid_positions}  # fmt: skip
+                "grid_positions": grid_positions, "ground_objects": ground_objects,
+                "sources": dict(zip(dataset.paths, dataset.weights.tolist(), strict=True))}  # fmt: skip
     settings["prompts_over_text_len"] = dataset.text_report()  # cut the same way at evaluation
     meta = {"model": model, "data": data, "train": settings}
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -238,7 +244,8 @@ def train(
     history = trainer.fit(batch_at, progress=progress, on_checkpoint=on_checkpoint)
     # every option that shapes the inputs, so that `--model RUN_DIR` restores them (policies/registry.py)
     saved = {"text_len": text_len, "max_frames": max_frames, "view": builder.view,
-             "template": builder.template, "prompt_crop": prompt_crop}  # fmt: skip
+             "template": builder.template, "prompt_crop": prompt_crop,
+             "ground_objects": ground_objects}  # fmt: skip
     if tokenizer is not None and Path(tokenizer).resolve() != (out / RUN_TOKENIZER).resolve():
         shutil.copyfile(tokenizer, out / RUN_TOKENIZER)
     save_params(trainer.merged_model(), out, saved)
