@@ -25,7 +25,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
-    run_demo(args.out, main, seed=args.seed, quick=args.quick, tabletop=args.tabletop)
+    run_demo(args.out, main, seed=args.seed, quick=args.quick, tabletop=not args.pointnav_only)
     return 0
 
 
@@ -277,7 +277,8 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
                     heldout=[d for d in (args.heldout or "").split(",") if d],
                     smooth_locations=args.smooth_locations,
                     grid_positions=args.grid_positions, max_minutes=args.max_minutes,
-                    ground_objects=args.ground_objects, data_weights=_weights(args.data_weights))  # fmt: skip
+                    ground_objects=args.ground_objects, data_weights=_weights(args.data_weights),
+                    logit_share=args.logit_share)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -389,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--ground-objects", action="store_true",
                     help="tabletop: name the prompt's objects by position and learn to find them "
                          "(policies/grounding.py)")  # fmt: skip
+    tr.add_argument("--logit-share", type=float, default=None,
+                    help="output logits for this share of the target positions, the valid ones first "
+                         "(e.g. 0.5: faster when most targets are short)")  # fmt: skip
     tr.add_argument("--data-weights", default=None,
                     help="how often each --data dataset is drawn (e.g. 1,2,2; default: equally)")  # fmt: skip
     tr.add_argument("--location-sigma", type=float, default=0.0,
@@ -427,9 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, help="output directory")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true", help="a much smaller run (for tests)")
-    demo.add_argument("--tabletop", action="store_true",
-                      help="also train on and evaluate tabletop tasks (one model on both families; "
-                      "does not yet beat random there: docs/tabletop_learning.md)")  # fmt: skip
+    demo.add_argument("--pointnav-only", action="store_true",
+                      help="leave out the tabletop tasks (by default one model learns both)")  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
 
     show = sub.add_parser("showcase", help="the tiny model end to end on one synthetic observation")

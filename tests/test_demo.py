@@ -8,7 +8,7 @@ from agent.cli import main
 
 
 def test_demo_quick_trains_one_model_on_both_families_and_beats_random(tmp_path):
-    assert main(["demo", "--out", str(tmp_path), "--quick", "--tabletop"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--quick"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(summary["envs"]) == ["pointnav", "tabletop/visual_manipulation"]
     for entry in summary["envs"].values():

@@ -144,7 +144,7 @@ def train(
     view: str = "front", prompt_crop: bool = False, location_sigma: float = 0.0,
     freeze_vit: bool | None = None, heldout: list[str] | None = None, smooth_locations: bool = False,
     grid_positions: bool = False, max_minutes: float | None = None, ground_objects: bool = False,
-    data_weights: list[float] | None = None,
+    data_weights: list[float] | None = None, logit_share: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py). `dtype` is the compute dtype (the master
@@ -158,6 +158,8 @@ def train(
     `ground_objects`: tabletop prompts name their objects by table position, and the model also learns
     the grounding question that finds them (policies/grounding.py). `data_weights`: one per dataset."""
     _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data, dtype, pack)
+    if logit_share is not None and not 0 < logit_share <= 1:
+        raise OptionError(f"--logit-share must be in (0, 1], got {logit_share}")
     if max_minutes is not None and not max_minutes > 0:
         raise OptionError(f"--max-minutes must be > 0, got {max_minutes}")
     if distributed:
@@ -216,7 +218,7 @@ def train(
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps, freeze_vit=freeze_vit)
     every = checkpoint_every or max(steps // 4, 1)
     tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt, remat=remat,
-                       pack=pack, location_sigma=location_sigma,
+                       pack=pack, location_sigma=location_sigma, logit_share=logit_share,
                        max_seconds=None if max_minutes is None else max_minutes * 60)  # fmt: skip
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames,
                 "denoise": denoise, "dtype": dtype, "view": view, "prompt_crop": prompt_crop,
