@@ -124,7 +124,7 @@ def heldout_batches(paths: list[str], builder: ExampleBuilder, limit: int = 64) 
     batches = []
     for path in paths:
         data = TrainingData([path], builder, 16)
-        rows = [data.example(0, i) for i in range(min(limit, data.num_steps))]
+        rows = [data.example(0, i) for i in range(min(limit, len(data.steps[0])))]  # not the questions
         for i in range(0, len(rows), 16):
             chunk = rows[i : i + 16]
             batch = {k: np.stack([r[0][k] for r in chunk]) for k in chunk[0][0]}
