@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from policies.registry import RUN_TOKENIZER, run_options
-from training.data import ExampleBuilder, TrainingData
+from training.data import GROUNDING_SHARE, ExampleBuilder, TrainingData
 from training.denoising_sources import denoising_sources
-from training.location_metrics import location_error
+from training.location_metrics import answer_accuracy, location_error
 from training.mixture import MixtureData
 from training.optimizer import OptimizerConfig
 from training.trainer import TrainConfig, Trainer
@@ -118,19 +118,28 @@ def location_token_ids() -> np.ndarray:
     return LOCATION_START + NUM_LOCATION_BINS - 1 - np.arange(NUM_LOCATION_BINS)
 
 
-def heldout_batches(paths: list[str], builder: ExampleBuilder, limit: int = 64) -> list[dict]:
-    """The first `limit` steps of each held-out dataset, indexed as training indexes them
-    (`TrainingData.example`), in batches of 16."""
+def _stacked(rows: list[tuple[dict, np.ndarray]], size: int = 16) -> list[dict]:
     batches = []
+    for i in range(0, len(rows), size):
+        chunk = rows[i : i + size]
+        batch = {k: np.stack([r[0][k] for r in chunk]) for k in chunk[0][0]}
+        batch["targets/text"] = np.stack([r[1] for r in chunk])
+        batches.append(batch)
+    return batches
+
+
+def heldout_batches(paths: list[str], builder: ExampleBuilder, limit: int = 64, questions: int = 0,
+                    ) -> list[dict] | tuple[list[dict], list[dict]]:  # fmt: skip
+    """The first `limit` steps of each held-out dataset, indexed as training indexes them
+    (`TrainingData.example`), in batches of 16; with `questions` > 0 (grounded runs) also the first
+    `questions` grounding questions of each, as a second list."""
+    batches, asked = [], []
     for path in paths:
         data = TrainingData([path], builder, 16)
-        rows = [data.example(0, i) for i in range(min(limit, len(data.steps[0])))]  # not the questions
-        for i in range(0, len(rows), 16):
-            chunk = rows[i : i + 16]
-            batch = {k: np.stack([r[0][k] for r in chunk]) for k in chunk[0][0]}
-            batch["targets/text"] = np.stack([r[1] for r in chunk])
-            batches.append(batch)
-    return batches
+        batches += _stacked([data.example(0, i) for i in range(min(limit, len(data.steps[0])))])
+        if questions and len(data.indexed) > 1:
+            asked += _stacked([data.example(1, i) for i in range(min(questions, len(data.steps[1])))])
+    return (batches, asked) if questions else batches
 
 
 def train(
@@ -145,6 +154,7 @@ def train(
     freeze_vit: bool | None = None, heldout: list[str] | None = None, smooth_locations: bool = False,
     grid_positions: bool = False, max_minutes: float | None = None, ground_objects: bool = False,
     data_weights: list[float] | None = None, logit_share: float | None = None,
+    grounding_share: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py). `dtype` is the compute dtype (the master
@@ -158,6 +168,8 @@ def train(
     `ground_objects`: tabletop prompts name their objects by table position, and the model also learns
     the grounding question that finds them (policies/grounding.py). `data_weights`: one per dataset."""
     _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data, dtype, pack)
+    if grounding_share is not None and not 0 <= grounding_share < 1:
+        raise OptionError(f"--grounding-share must be in [0, 1), got {grounding_share}")
     if logit_share is not None and not 0 < logit_share <= 1:
         raise OptionError(f"--logit-share must be in (0, 1], got {logit_share}")
     if max_minutes is not None and not max_minutes > 0:
@@ -202,7 +214,8 @@ def train(
                              prompt_crop=prompt_crop, ground_objects=ground_objects)  # fmt: skip
     if data_weights is not None and len(data_weights) != len(data):
         raise OptionError(f"--data-weights gives {len(data_weights)} weights for {len(data)} datasets")
-    dataset = TrainingData(data, builder, batch_size, seed=seed, weights=data_weights)
+    dataset = TrainingData(data, builder, batch_size, seed=seed, weights=data_weights,
+                           grounding_share=GROUNDING_SHARE if grounding_share is None else grounding_share)
     batch_at = dataset.batch_at
     if denoise:
         sources = denoising_sources(denoise, dataset.datasets, cfg, vocab, vqgans, batch_size=batch_size,
@@ -230,14 +243,22 @@ def train(
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     trainer = Trainer(net, tcfg, out)
     on_checkpoint = None
-    held = {path: heldout_batches([path], builder) for path in heldout or []}
+    held = {path: heldout_batches([path], builder, questions=128 if ground_objects else 0)
+            for path in heldout or []}  # fmt: skip
     if evaluate is not None or held:
 
         def on_checkpoint(t: Trainer) -> None:
             result: dict[str, Any] = {"step": t.step_count}
             if held:
                 model = t.merged_model()
-                result["location_per_dataset"] = {p: location_error(model, b) for p, b in held.items()}
+                if ground_objects:  # held-out grounding questions answered right (chance 0.5)
+                    result["grounding_accuracy_per_dataset"] = {
+                        p: answer_accuracy(model, q) for p, (_, q) in held.items() if q
+                    }
+                    held_steps = {p: b for p, (b, _) in held.items()}
+                else:
+                    held_steps = held
+                result["location_per_dataset"] = {p: location_error(model, b) for p, b in held_steps.items()}
             if evaluate is not None:
                 result.update(evaluate(t.merged_model(), t.step_count))
             with (out / "eval.jsonl").open("a") as f:
