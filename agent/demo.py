@@ -64,6 +64,7 @@ TABLETOP_TASKS = ("visual_manipulation", "rotate")
 TABLETOP_TRAIN = ["--view", "top", "--prompt-crop", "--ground-objects", "--location-sigma", "10",
                   "--smooth-locations"]  # fmt: skip
 POINTNAV_WEIGHT = 0.5  # PointNav draws against 1 per tabletop task: 0.2 of the rows, about as many as alone
+GROUNDING_FIRST = 600  # steps of grounding questions alone: in the mixture from step 0 they stayed at chance
 LOGIT_SHARE = 0.5  # most targets are short (PointNav's, the grounding answers): logits for half the positions
 
 
@@ -115,7 +116,8 @@ def run_demo(
     _cli("train", "--data", ",".join(map(str, datasets)), "--model", "tiny", "--steps", str(steps),
          "--batch-size", "16", "--warmup-steps", str(max(steps // 10, 1)), "--seed", str(seed),
          *(["--heldout", ",".join(map(str, heldout)), *TABLETOP_TRAIN, "--logit-share", str(LOGIT_SHARE),
-            "--data-weights", ",".join([str(POINTNAV_WEIGHT)] + ["1"] * len(tasks))] if tasks else []),
+            "--data-weights", ",".join([str(POINTNAV_WEIGHT)] + ["1"] * len(tasks)),
+            "--grounding-first", str(min(GROUNDING_FIRST, steps // 4))] if tasks else []),
          "--out", str(run))  # fmt: skip
     summary: dict[str, Any] = {"train_steps": steps, "tabletop_train": TABLETOP_TRAIN if tasks else [],
                                "envs": {}}  # fmt: skip
