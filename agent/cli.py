@@ -279,7 +279,7 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
                     grid_positions=args.grid_positions, max_minutes=args.max_minutes,
                     ground_objects=args.ground_objects, data_weights=_weights(args.data_weights),
                     logit_share=args.logit_share, grounding_share=args.grounding_share,
-                    grounding_first=args.grounding_first)  # fmt: skip
+                    tabletop_first=args.tabletop_first)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -394,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--grounding-share", type=float, default=None,
                     help="with --ground-objects: share of a tabletop dataset's draws that are grounding "
                          "questions (default 0.8)")  # fmt: skip
-    tr.add_argument("--grounding-first", type=int, default=0,
-                    help="with --ground-objects: the first N steps train the grounding questions alone")
+    tr.add_argument("--tabletop-first", type=int, default=0,
+                    help="the first N steps draw only from the tabletop datasets (steps and questions)")
     tr.add_argument("--logit-share", type=float, default=None,
                     help="output logits for this share of the target positions, the valid ones first "
                          "(e.g. 0.5: faster when most targets are short)")  # fmt: skip

@@ -319,11 +319,11 @@ class TrainingData:
     def __init__(self, paths: Sequence[str], builder: ExampleBuilder, batch_size: int, *, seed: int = 0,
                  weights: Sequence[float] | None = None, skip_bad_episodes: bool = False,
                  frame_cache_mb: float = 2048, grounding_share: float = GROUNDING_SHARE,
-                 grounding_first: int = 0):  # fmt: skip
+                 tabletop_first: int = 0):  # fmt: skip
         """`grounding_share` (with `builder.ground_objects`): the share of a tabletop dataset's draws that
-        are its grounding questions, the rest its steps. `grounding_first`: the first batches hold only
-        grounding questions (mixed in with everything else, the question stayed at chance in 2100 steps;
-        alone it is learnt in a few hundred: docs/tabletop_learning.md)."""
+        are its grounding questions, the rest its steps. `tabletop_first`: the first batches draw only
+        from the tabletop datasets (their steps and questions): with PointNav mixed in from the start the
+        grounding question stayed at chance (docs/tabletop_learning.md, fourth session)."""
         if not 0 <= grounding_share < 1:
             raise DatasetError(f"grounding_share must be in [0, 1), got {grounding_share}")
         if not paths:
@@ -335,7 +335,7 @@ class TrainingData:
         if w.shape != (len(paths),) or (w < 0).any() or w.sum() <= 0:
             raise DatasetError(f"weights {list(w)} must be one non-negative number per dataset, not all zero")
         self.weights = w / w.sum()
-        self.grounding_first = grounding_first
+        self.tabletop_first = tabletop_first
         self.families = [_family(d.features) for d in self.datasets]
         self._questions: dict[int, _IndexedDataset] = {}
         self.indexed = [self._index(k, skip_bad_episodes) for k in range(len(self.datasets))]
@@ -346,8 +346,8 @@ class TrainingData:
                 share = self.weights[k] * grounding_share
                 self.weights = np.append(self.weights, share)
                 self.weights[k] -= share
-        # which sources (entries of `indexed`) are grounding questions
-        self.question_sources = np.arange(len(self.indexed)) >= len(self.datasets)
+        # which sources (entries of `indexed`) are tabletop steps or grounding questions
+        self.tabletop_sources = np.array([f == "vima" for f in self.families] + [True] * len(self._questions))
         keys = {ix.input_keys for ix in self.indexed}
         if len(keys) > 1:
             raise DatasetError(
@@ -459,8 +459,8 @@ class TrainingData:
     def batch_at(self, position: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, position])
         weights = self.weights
-        if position < self.grounding_first and self._questions:
-            weights = np.where(self.question_sources, weights, 0.0)
+        if position < self.tabletop_first and self.tabletop_sources.any():
+            weights = np.where(self.tabletop_sources, weights, 0.0)
             weights = weights / weights.sum()
         rows = []
         for _ in range(self.batch_size):

@@ -154,7 +154,7 @@ def train(
     freeze_vit: bool | None = None, heldout: list[str] | None = None, smooth_locations: bool = False,
     grid_positions: bool = False, max_minutes: float | None = None, ground_objects: bool = False,
     data_weights: list[float] | None = None, logit_share: float | None = None,
-    grounding_share: float | None = None, grounding_first: int = 0,
+    grounding_share: float | None = None, tabletop_first: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py). `dtype` is the compute dtype (the master
@@ -168,8 +168,8 @@ def train(
     `ground_objects`: tabletop prompts name their objects by table position, and the model also learns
     the grounding question that finds them (policies/grounding.py). `data_weights`: one per dataset."""
     _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data, dtype, pack)
-    if grounding_first < 0:
-        raise OptionError(f"--grounding-first must be >= 0, got {grounding_first}")
+    if tabletop_first < 0:
+        raise OptionError(f"--tabletop-first must be >= 0, got {tabletop_first}")
     if grounding_share is not None and not 0 <= grounding_share < 1:
         raise OptionError(f"--grounding-share must be in [0, 1), got {grounding_share}")
     if logit_share is not None and not 0 < logit_share <= 1:
@@ -218,7 +218,7 @@ def train(
         raise OptionError(f"--data-weights gives {len(data_weights)} weights for {len(data)} datasets")
     dataset = TrainingData(data, builder, batch_size, seed=seed, weights=data_weights,
                            grounding_share=GROUNDING_SHARE if grounding_share is None else grounding_share,
-                           grounding_first=grounding_first)  # fmt: skip
+                           tabletop_first=tabletop_first)  # fmt: skip
     batch_at = dataset.batch_at
     if denoise:
         sources = denoising_sources(denoise, dataset.datasets, cfg, vocab, vqgans, batch_size=batch_size,
@@ -240,7 +240,7 @@ def train(
                 "denoise": denoise, "dtype": dtype, "view": view, "prompt_crop": prompt_crop,
                 "heldout": heldout, "smooth_locations": smooth_locations,
                 "grid_positions": grid_positions, "ground_objects": ground_objects,
-                "grounding_first": grounding_first,
+                "tabletop_first": tabletop_first,
                 "sources": dict(zip(dataset.paths, dataset.weights.tolist(), strict=True))}  # fmt: skip
     settings["prompts_over_text_len"] = dataset.text_report()  # cut the same way at evaluation
     meta = {"model": model, "data": data, "train": settings}
