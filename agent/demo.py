@@ -142,10 +142,12 @@ def run_demo(
             keys = ("success_rate", "success_ci95", "spl", "soft_spl", "mean_steps")
             entry[name] = {k: result[k] for k in keys if k in result}
         summary["envs"][env] = entry
-    location = _last_location(run)
+    location, grounding = _last_heldout(run)
     for env in summary["envs"]:
         if env.startswith("tabletop/") and location.get(env):
             summary["envs"][env]["trained"]["location_error"] = location[env]
+        if env in grounding:  # held-out grounding questions answered right (chance 0.5)
+            summary["envs"][env]["trained"]["grounding_accuracy"] = grounding[env]
     summary["videos"] = {}
     for env, extra in (("pointnav", pn_eval_env), *((f"tabletop/{t}", []) for t in tasks[:1])):
         where = out / f"video_{env.replace('/', '_')}"
@@ -163,14 +165,20 @@ def run_demo(
 EVAL_SEED = 1000  # held-out: training collects from seed 0 up, far below
 
 
-def _last_location(run: Path) -> dict[str, dict]:
-    """The final checkpoint's location error per held-out tabletop dataset (RUN_DIR/eval.jsonl)."""
+def _last_heldout(run: Path) -> tuple[dict[str, dict], dict[str, float]]:
+    """The final checkpoint's location error and grounding accuracy per held-out tabletop dataset
+    (RUN_DIR/eval.jsonl)."""
     path = run / "eval.jsonl"
     if not path.is_file():
-        return {}
+        return {}, {}
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    per = lines[-1].get("location_per_dataset", {}) if lines else {}
-    return {f"tabletop/{Path(k).name.removeprefix('heldout_')}": v for k, v in per.items()}
+    last = lines[-1] if lines else {}
+
+    def by_env(per: dict) -> dict:
+        return {f"tabletop/{Path(k).name.removeprefix('heldout_')}": v for k, v in per.items()}
+
+    grounding = last.get("grounding_accuracy_per_dataset", {})
+    return by_env(last.get("location_per_dataset", {})), by_env(grounding)
 
 
 def table(summary: dict[str, Any]) -> str:
