@@ -109,10 +109,8 @@ class VimaPrompt:
         self.robot_ids = [int(i) for i in meta_info.get("robot_components") or ()]
         # prompt images: the placeholders that are not located (all of them without grounding)
         names = {o.name for o in self.objects}
-        self.text, self.images = vima_prompt_images(
-            grounding.located_prompt(prompt, {n: (0.5, 0.0) for n in names}), assets, builder.view,
-            builder.prompt_crop,
-        )  # fmt: skip
+        unlocated = grounding.located_prompt(prompt, {n: grounding.WORKSPACE_CENTRE for n in names})
+        self.text, self.images = vima_prompt_images(unlocated, assets, builder.view, builder.prompt_crop)
 
     def scene(self, obs: dict[str, Any]) -> list[Any]:
         return grounding.top_view_objects(obs, self.robot_ids)
@@ -163,7 +161,7 @@ class ExampleBuilder:
                  max_frames: int = 4, template: int = 0, view: str = "front",
                  prompt_crop: bool = False, ground_objects: bool = False):  # fmt: skip
         """`ground_objects`: VIMA prompts name their objects by table position and the grounding
-        questions of `policies.grounding` are made from each episode's first step (`grounding_pairs`)."""
+        questions of `policies.grounding` are made from each episode's first step (`VimaPrompt.questions`)."""
         self.cfg, self.vocab = cfg, vocab
         self.text_len, self.target_len, self.max_frames = text_len, target_len, max_frames
         self.template, self.view, self.prompt_crop = template, view, prompt_crop
