@@ -116,7 +116,8 @@ def run_demo(
         _cli("collect", "--env", f"tabletop/{task}", "--policy", "oracle", "--episodes", str(n["heldout"]),
              "--seed", str(EVAL_SEED), "--out", str(heldout[-1]))  # fmt: skip
     _cli("train", "--data", ",".join(map(str, datasets)), "--model", "tiny", "--steps", str(steps),
-         "--batch-size", "16", "--warmup-steps", str(TABLETOP_WARMUP if tasks else max(steps // 10, 1)),
+         "--batch-size", "16", "--warmup-steps",
+         str(min(TABLETOP_WARMUP, max(steps // 10, 1)) if tasks else max(steps // 10, 1)),
          "--seed", str(seed),
          *(["--heldout", ",".join(map(str, heldout)), *TABLETOP_TRAIN, "--logit-share", str(LOGIT_SHARE),
             "--data-weights", ",".join([str(POINTNAV_WEIGHT)] + ["1"] * len(tasks)),
