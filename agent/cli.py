@@ -25,7 +25,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
-    run_demo(args.out, main, seed=args.seed, quick=args.quick, tabletop=args.tabletop)
+    run_demo(args.out, main, seed=args.seed, quick=args.quick, tabletop=not args.pointnav_only)
     return 0
 
 
@@ -212,7 +212,7 @@ def _cmd_rollout(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) ->
 def _trained_input_options(args: argparse.Namespace) -> dict[str, Any]:
     """How `uio2 train` shapes a tabletop example (camera, prompt crop), for the rollouts of the model it
     trains: without them a model trained on the top view was evaluated on the front one."""
-    return {"view": args.view, "prompt_crop": args.prompt_crop}
+    return {"view": args.view, "prompt_crop": args.prompt_crop, "ground_objects": args.ground_objects}
 
 
 def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
@@ -236,6 +236,16 @@ def _periodic_eval(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]):
         return {k: s[k] for k in ("success_rate", "success_ci95", "spl", "soft_spl") if k in s}
 
     return run
+
+
+def _weights(spec: str | None) -> list[float] | None:
+    """`--data-weights 1,0.5` -> [1.0, 0.5]."""
+    if spec is None:
+        return None
+    try:
+        return [float(w) for w in spec.split(",")]
+    except ValueError:
+        raise OptionError(f"--data-weights takes one number per dataset (e.g. 1,0.5), not {spec!r}") from None
 
 
 def _pack(spec: str | None) -> tuple[int, int] | None:
@@ -266,7 +276,10 @@ def _cmd_train(args: argparse.Namespace, dotted: dict[str, dict[str, Any]]) -> i
                     location_sigma=args.location_sigma, freeze_vit=args.freeze_vit,
                     heldout=[d for d in (args.heldout or "").split(",") if d],
                     smooth_locations=args.smooth_locations,
-                    grid_positions=args.grid_positions, max_minutes=args.max_minutes)  # fmt: skip
+                    grid_positions=args.grid_positions, max_minutes=args.max_minutes,
+                    ground_objects=args.ground_objects, data_weights=_weights(args.data_weights),
+                    logit_share=args.logit_share, grounding_share=args.grounding_share,
+                    tabletop_first=args.tabletop_first)  # fmt: skip
     print(json.dumps(summary, indent=2))
     print(
         f"trained model in {args.out} (use it with --model {args.out}); metrics in {args.out}/metrics.jsonl"
@@ -375,6 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "(even --batch-size; tokens over a budget are cut and counted)")  # fmt: skip
     tr.add_argument("--view", choices=["front", "top"], default="front", help="tabletop camera to train on")
     tr.add_argument("--prompt-crop", action="store_true", help="crop VIMA prompt images to their object")
+    tr.add_argument("--ground-objects", action="store_true",
+                    help="tabletop: name the prompt's objects by position and learn to find them "
+                         "(policies/grounding.py)")  # fmt: skip
+    tr.add_argument("--grounding-share", type=float, default=None,
+                    help="with --ground-objects: share of a tabletop dataset's draws that are grounding "
+                         "questions (default 0.8)")  # fmt: skip
+    tr.add_argument("--tabletop-first", type=int, default=0,
+                    help="the first N steps draw only from the tabletop datasets (steps and questions)")
+    tr.add_argument("--logit-share", type=float, default=None,
+                    help="output logits for this share of the target positions, the valid ones first "
+                         "(e.g. 0.5: faster when most targets are short)")  # fmt: skip
+    tr.add_argument("--data-weights", default=None,
+                    help="how often each --data dataset is drawn (e.g. 1,2,2; default: equally)")  # fmt: skip
     tr.add_argument("--location-sigma", type=float, default=0.0,
                     help="Gaussian location targets over neighbouring bins (sigma in bins; 0: exact bin)")
     tr.add_argument("--freeze-vit", action=argparse.BooleanOptionalAction, default=None,
@@ -411,9 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, help="output directory")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true", help="a much smaller run (for tests)")
-    demo.add_argument("--tabletop", action="store_true",
-                      help="also train on and evaluate tabletop tasks (one model on both families; "
-                      "does not yet beat random there: docs/tabletop_learning.md)")  # fmt: skip
+    demo.add_argument("--pointnav-only", action="store_true",
+                      help="leave out the tabletop tasks (by default one model learns both)")  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
 
     show = sub.add_parser("showcase", help="the tiny model end to end on one synthetic observation")

@@ -97,6 +97,8 @@ def _fsync_file(path: Path) -> None:
 
 def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
     buf = io.BytesIO()
+    if image.ndim == 3 and image.shape[-1] == 1:  # one channel (a segmentation): a greyscale PNG
+        image = image[..., 0]
     Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 

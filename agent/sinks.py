@@ -28,7 +28,8 @@ class RecordingSink(EpisodeSink):
         self.task = str(info.get("prompt") or self.env_id)
         self.frames: list[dict[str, Any]] = []
         self.meta = {"seed": seed, "env": self.env_id, "task_name": slot_task,
-                     "prompt_assets": info.get("prompt_assets") or {}}  # fmt: skip
+                     "prompt_assets": info.get("prompt_assets") or {},
+                     "meta_info": info.get("meta_info") or {}}  # fmt: skip
 
     def step(self, obs, action, reward, terminated, truncated, info, policy_info) -> None:
         from training.features import frame_from

@@ -45,6 +45,7 @@ class TaskSpec:
             env_id=env_id, observation_space=env.observation_space, action_space=env.action_space,
             prompt=str(info.get("prompt", "")), prompt_assets=info.get("prompt_assets", {}) or {}, seed=seed,
             oracle=env_oracle(env, seed) if with_oracle else None,
+            extra={"meta_info": info["meta_info"]} if "meta_info" in info else {},
         )  # fmt: skip
 
 

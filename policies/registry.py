@@ -29,6 +29,8 @@ class UIO2Options:
     """camera of tabletop observations"""
     prompt_crop: bool = False
     """crop each VIMA prompt image to its object (policies.prompting.crop_to_object)"""
+    ground_objects: bool = False
+    """find each VIMA prompt object in the scene by asking the model (policies/grounding.py)"""
     method: Literal["greedy", "sample", "beam"] = "greedy"
     """decoding method"""
     temperature: float = 1.0
@@ -66,7 +68,7 @@ class UIO2Options:
 
 
 # what a run directory's model.json records about how the model was trained (training/run.py writes it)
-RUN_OPTIONS = ("text_len", "max_frames", "view", "template", "prompt_crop")
+RUN_OPTIONS = ("text_len", "max_frames", "view", "template", "prompt_crop", "ground_objects")
 RUN_TOKENIZER = "tokenizer.model"
 
 

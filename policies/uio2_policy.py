@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from policies import grounding
 from policies.base import TaskSpec
 from policies.codecs import DiscreteActionCodec, VimaActionCodec, vima_noop_action
 from policies.history import EpisodeHistory
@@ -96,6 +97,26 @@ def task_family(action_space: gym.Space) -> str:
     raise ValueError(f"the UIO2 policy has no action codec for the action space {action_space}")
 
 
+@functools.partial(jax.jit, static_argnames=("static",))
+def _answer_margin(static, state, batch, yes, no) -> jax.Array:
+    """Per row, the first answer token's `yes` logit minus its `no` logit (policies/grounding.py)."""
+    model = nnx.merge(static.graphdef, state)
+    enc = model.encode_sequence(model.embed_inputs(batch))
+    start = jnp.zeros((batch["text"].shape[0], 1), jnp.int32)  # teacher forcing: only BOS is read
+    logits = model.decode(enc, {"text": start}, {"text": jnp.ones_like(start, bool)})["text"][:, 0]
+    return logits[:, yes] - logits[:, no]
+
+
+@dataclass
+class _Grounded:
+    """A VIMA prompt whose objects the model finds in the scene at every step."""
+
+    prompt: str
+    assets: dict[str, Any]
+    objects: list[grounding.PromptObject]
+    robot_ids: list[int]
+
+
 @dataclass
 class _Row:
     family: str
@@ -103,6 +124,7 @@ class _Row:
     history: EpisodeHistory
     prompt_text: str = ""
     fallbacks: int = 0
+    grounded: _Grounded | None = None
 
 
 class UIO2Policy:
@@ -126,10 +148,13 @@ class UIO2Policy:
         # images resized, padded and normalised in compiled code (`prepare_frames`: the host only
         # stacks uint8 frames); False: the host numpy path, kept to measure it against
         device_preprocessing: bool = True,
+        ground_objects: bool = False,  # VIMA prompt objects found by the model, named by position
     ):
         self.model, self.vocab = model, vocab
         self.decode_cfg = decode or DecodeConfig(method="greedy")
         self.template, self.view, self.prompt_crop = template, view, prompt_crop
+        self.ground_objects = ground_objects
+        self.questions_asked = 0  # grounding questions scored (one per prompt object and scene object)
         if not 1 <= max_frames <= model.cfg.image_history.max_frames:
             raise ValueError(
                 f"max_frames must be in 1..{model.cfg.image_history.max_frames}, got {max_frames}"
@@ -199,9 +224,18 @@ class UIO2Policy:
         family = task_family(task.action_space)
         history = EpisodeHistory(self.max_frames)
         if family == "vima":
-            text, images = vima_prompt_images(task.prompt, task.prompt_assets, self.view, self.prompt_crop)
+            grounded = None
+            prompt = task.prompt
+            if self.ground_objects:
+                objects = grounding.prompt_objects(prompt, task.prompt_assets, self.view, self.prompt_crop)
+                robot_ids = (task.extra.get("meta_info") or {}).get("robot_components") or ()
+                grounded = _Grounded(prompt, task.prompt_assets, objects, [int(i) for i in robot_ids])
+                # until the first step finds them: the centre (same length, for sizing text_len)
+                centre = grounding.WORKSPACE_CENTRE
+                prompt = grounding.located_prompt(prompt, {o.name: centre for o in objects})
+            text, images = vima_prompt_images(prompt, task.prompt_assets, self.view, self.prompt_crop)
             history.reset(images)
-            return _Row(family, self.codecs["vima"], history, text)
+            return _Row(family, self.codecs["vima"], history, text, grounded=grounded)
         return _Row(family, self.codecs["pointnav"], history)
 
     def _example(self, row: _Row, obs: dict[str, Any]):
@@ -375,12 +409,50 @@ class UIO2Policy:
         sizes = (mcfg.image_input_size, mcfg.image_history_size, mcfg.image_vit.patch_size)
         return static, state, self._pool, inputs, (frames, slots), where, valid, cfg, sizes, rng, grammar
 
+    def _ground(self, observations: Sequence[dict]) -> list[dict[str, list[float]] | None]:
+        """For each grounded row: every prompt object asked against every scene object (all rows' questions
+        in one model call, padded to a power of two), the best-scoring object per prompt object chosen
+        (`grounding.choose`), and the row's prompt text written with their positions. Returns per row
+        the chosen positions by placeholder (None for rows that are not grounded)."""
+        todo = []
+        for row, obs in zip(self.rows, observations, strict=True):
+            if row.grounded is not None:
+                scene = grounding.top_view_objects(obs, row.grounded.robot_ids)
+                todo.append((row, scene, [grounding.question(o.image, s.crop)
+                                          for o in row.grounded.objects for s in scene]))  # fmt: skip
+        questions = [q for *_, qs in todo for q in qs]
+        margins = self._answer_margins(questions) if questions else np.zeros(0)
+        out: dict[int, dict[str, list[float]]] = {}
+        k = 0
+        for row, scene, qs in todo:
+            g = row.grounded
+            scores = margins[k : k + len(qs)].reshape(len(g.objects), len(scene))
+            k += len(qs)
+            chosen = grounding.choose(scores) if scene else []
+            where = {o.name: ((scene[i].x, scene[i].y) if scene else grounding.WORKSPACE_CENTRE)
+                     for o, i in zip(g.objects, chosen or [0] * len(g.objects), strict=True)}  # fmt: skip
+            located = grounding.located_prompt(g.prompt, where)
+            row.prompt_text = vima_prompt_images(located, g.assets, self.view, self.prompt_crop)[0]
+            out[id(row)] = {name: [float(v) for v in xy] for name, xy in where.items()}
+        return [out.get(id(row)) for row in self.rows]
+
+    def _answer_margins(self, questions: list) -> np.ndarray:
+        """`yes` minus `no` for each grounding question (rows padded to a power of two: few compiles)."""
+        n = 1 << (len(questions) - 1).bit_length()
+        arrays = self.builder.collate([*questions, *[questions[-1]] * (n - len(questions))])
+        yes, no = (self.vocab.encode(grounding.ANSWERS[same])[0] for same in (True, False))
+        static, state = split_model_static(self.model)
+        batch = {k: jnp.asarray(v) for k, v in arrays.items()}
+        self.questions_asked += len(questions)
+        return np.asarray(_answer_margin(static, state, batch, yes, no))[: len(questions)]
+
     def act_batch(self, observations: Sequence[dict], infos: Sequence[dict] | None = None) -> list[Any]:
         if len(observations) != len(self.rows):
             raise ValueError(
                 f"{len(observations)} observations for {len(self.rows)} episodes (call reset_batch)"
             )
         start = time.perf_counter()
+        found = self._ground(observations)
         examples = [self._example(r, o) for r, o in zip(self.rows, observations, strict=True)]
         grammar, max_len = self._grammar()
         cfg = replace(self.decode_cfg, max_new_tokens=max_len)  # frozen: equal configs share a compile
@@ -405,6 +477,8 @@ class UIO2Policy:
                 "decoded_text": text, "fallback": not decoded.ok, "fallbacks": row.fallbacks,
                 "decision_ms": 1000 * latency / len(self.rows),
             }  # fmt: skip
+            if found[i] is not None:
+                self.last_infos[i]["grounded"] = found[i]
             frame = chw_to_hwc(obs["rgb"][self.view] if row.family == "vima" else obs["rgb"])
             audio = mono(obs["audio"]) if "audio" in obs else None
             row.history.push(frame, text.split(": ", 1)[-1] if row.family == "vima" else text, audio)

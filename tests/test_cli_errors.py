@@ -92,6 +92,14 @@ CASES = [
                                 "--pack", "320,24", "--batch-size", "3"], "--batch-size"),
     ("train --max-minutes 0", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
                                "--max-minutes", "0"], "--max-minutes"),
+    ("train --logit-share 0", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
+                               "--logit-share", "0"], "--logit-share"),
+    ("train --grounding-share 1", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
+                                   "--grounding-share", "1"], "--grounding-share"),
+    ("train --data-weights not numbers", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
+                                          "--data-weights", "a,b"], "--data-weights"),
+    ("train --data-weights two for one", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
+                                          "--data-weights", "1,2"], "--data-weights"),
 ]
 if importlib.util.find_spec("habitat") is None:  # the install hint only shows where habitat is missing
     CASES.append(("habitat env without habitat",

@@ -8,7 +8,7 @@ from agent.cli import main
 
 
 def test_demo_quick_trains_one_model_on_both_families_and_beats_random(tmp_path):
-    assert main(["demo", "--out", str(tmp_path), "--quick", "--tabletop"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--quick"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(summary["envs"]) == ["pointnav", "tabletop/visual_manipulation"]
     for entry in summary["envs"].values():
@@ -22,6 +22,8 @@ def test_demo_quick_trains_one_model_on_both_families_and_beats_random(tmp_path)
     assert pointnav["trained"]["success_rate"] > pointnav["random"]["success_rate"]
     loc = summary["envs"]["tabletop/visual_manipulation"]["trained"]["location_error"]
     assert loc["location_examples"] == 8 and loc["pick_m"] >= 0 and loc["place_m"] >= 0
+    trained = summary["envs"]["tabletop/visual_manipulation"]["trained"]
+    assert 0.0 <= trained["grounding_accuracy"] <= 1.0  # the held-out grounding questions were asked
     assert all(Path(v).is_file() for v in summary["videos"].values()) and len(summary["videos"]) == 2
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == list(range(1, 21))

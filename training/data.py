@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from policies import grounding
 from policies.codecs import DiscreteActionCodec, VimaActionCodec
 from policies.history import EpisodeHistory
 from policies.prompting import (
@@ -64,6 +65,9 @@ def _observation(family: str, ep: dict[str, np.ndarray], t: int) -> dict[str, An
     if family == "vima":
         views = [k.split(".")[-1] for k in ep if k.startswith("observation.images.")]
         obs: dict[str, Any] = {"rgb": {v: ep[f"observation.images.{v}"][t].transpose(2, 0, 1) for v in views}}
+        segm = [k.split(".")[-1] for k in ep if k.startswith("observation.segm.")]
+        if segm:
+            obs["segm"] = {v: ep[f"observation.segm.{v}"][t][..., 0] for v in segm}
         if "observation.ee" in ep:
             obs["ee"] = int(ep["observation.ee"][t].reshape(-1)[0])
         return obs
@@ -79,9 +83,67 @@ def _prompt_assets(extra: dict[str, Any]) -> dict[str, Any]:
     assets = extra.get("prompt_assets") or {}
     out: dict[str, Any] = {}
     for name, asset in assets.items():
-        rgb = asset.get("rgb", {}) if isinstance(asset, dict) else {}
-        out[name] = {"rgb": {v: np.asarray(img) for v, img in rgb.items()}}
+        asset = asset if isinstance(asset, dict) else {}
+        out[name] = {"rgb": {v: np.asarray(img) for v, img in asset.get("rgb", {}).items()}}
+        if "placeholder_type" in asset:  # which object it shows: what grounding labels come from
+            out[name]["placeholder_type"] = asset["placeholder_type"]
+        if isinstance(asset.get("segm"), dict) and "obj_info" in asset["segm"]:
+            out[name]["segm"] = {"obj_info": asset["segm"]["obj_info"]}
     return out
+
+
+class VimaPrompt:
+    """A recorded episode's prompt: fixed text and images, or (grounded runs) the text with each
+    object placeholder replaced at every step by the matching scene object's table position, found
+    from the asset's and the scene's object names (`policies.grounding`); the policy finds it with
+    the model instead. An object hidden at a step (under another) is where it was last seen."""
+
+    def __init__(self, prompt: str, assets: dict[str, Any], meta_info: dict[str, Any],
+                 builder: ExampleBuilder):  # fmt: skip
+        self.prompt, self.assets, self.meta_info, self.builder = prompt, assets, meta_info, builder
+        self.objects: list[grounding.PromptObject] = []
+        if builder.ground_objects:
+            self.objects = grounding.prompt_objects(prompt, assets, builder.view, builder.prompt_crop)
+        self.identities = grounding.scene_identities(meta_info)
+        self.last: dict[str, tuple[float, float]] = {}  # where each object was last seen
+        self.robot_ids = [int(i) for i in meta_info.get("robot_components") or ()]
+        # prompt images: the placeholders that are not located (all of them without grounding)
+        names = {o.name for o in self.objects}
+        unlocated = grounding.located_prompt(prompt, {n: grounding.WORKSPACE_CENTRE for n in names})
+        self.text, self.images = vima_prompt_images(unlocated, assets, builder.view, builder.prompt_crop)
+
+    def scene(self, obs: dict[str, Any]) -> list[Any]:
+        return grounding.top_view_objects(obs, self.robot_ids)
+
+    def at(self, obs: dict[str, Any]) -> str:
+        """The prompt text of the step observing `obs`."""
+        if not self.objects:
+            return self.text
+        scene = self.scene(obs)
+        for obj in self.objects:  # an object hidden at this step (under another): where it was last seen
+            found = grounding.matches(obj, scene, self.identities)
+            if found:
+                self.last[obj.name] = (scene[found[0]].x, scene[found[0]].y)
+        positions = {o.name: self.last.get(o.name, grounding.WORKSPACE_CENTRE) for o in self.objects}
+        text, _ = vima_prompt_images(grounding.located_prompt(self.prompt, positions), self.assets,
+                                     self.builder.view, self.builder.prompt_crop)  # fmt: skip
+        return text
+
+    def questions(self, obs: dict[str, Any]) -> list[tuple[Example, bool]]:
+        """The grounding questions of one scene: each prompt object against every scene object, the
+        matching ones repeated so that half the answers are yes."""
+        scene = self.scene(obs)
+        out: list[tuple[Example, bool]] = []
+        for obj in self.objects:
+            found = set(grounding.matches(obj, scene, self.identities))
+            others = [o for i, o in enumerate(scene) if i not in found]
+            if not found or not others:
+                continue
+            same = [scene[i] for i in sorted(found)]
+            out += [(grounding.question(obj.image, o.crop), False) for o in others]
+            out += [(grounding.question(obj.image, same[k % len(same)].crop), True)
+                    for k in range(len(others))]  # fmt: skip
+        return out
 
 
 @dataclass
@@ -97,10 +159,17 @@ class ExampleBuilder:
 
     def __init__(self, cfg: UIO2Config, vocab: Vocabulary, *, text_len: int = 128, target_len: int = 32,
                  max_frames: int = 4, template: int = 0, view: str = "front",
-                 prompt_crop: bool = False):  # fmt: skip
+                 prompt_crop: bool = False, ground_objects: bool = False):  # fmt: skip
+        """`ground_objects`: VIMA prompts name their objects by table position and the grounding
+        questions of `policies.grounding` are made from each episode's first step (`VimaPrompt.questions`)."""
         self.cfg, self.vocab = cfg, vocab
         self.text_len, self.target_len, self.max_frames = text_len, target_len, max_frames
         self.template, self.view, self.prompt_crop = template, view, prompt_crop
+        self.ground_objects = ground_objects
+
+    def vima_prompt(self, ep: dict[str, np.ndarray], extra: dict[str, Any]) -> VimaPrompt:
+        """The episode's prompt as the policy sees it (`VimaPrompt.at` gives a step's text)."""
+        return VimaPrompt(str(ep["task"][0]), _prompt_assets(extra), extra.get("meta_info") or {}, self)
 
     def episode(self, ep: dict[str, np.ndarray], extra: dict[str, Any], family: str) -> EpisodeExamples:
         """Every step of `ep` as full model arrays, replayed step by step as the policy sees them: the
@@ -110,9 +179,8 @@ class ExampleBuilder:
         history = EpisodeHistory(self.max_frames)
         if family == "vima":
             codec: Any = VimaActionCodec(self.vocab)
-            prompt, images = vima_prompt_images(str(ep["task"][0]), _prompt_assets(extra), self.view,
-                                                self.prompt_crop)
-            history.reset(images)
+            prompt = self.vima_prompt(ep, extra)
+            history.reset(prompt.images)
         else:
             codec = DiscreteActionCodec(self.vocab)
         rows, targets = [], []
@@ -120,7 +188,7 @@ class ExampleBuilder:
             obs = _observation(family, ep, t)
             action = action_from_row(ep["action"][t])
             if family == "vima":
-                example = vima_example(prompt, obs, history, self.template, self.view)
+                example = vima_example(prompt.at(obs), obs, history, self.template, self.view)
             else:
                 example = pointnav_example(obs, history, codec.action_space_text(), self.template,
                                            list(history.audio))  # fmt: skip
@@ -166,6 +234,19 @@ class _IndexedDataset:
     truncated: int = 0  # prompts cut at text_len (the instruction itself too long)
 
 
+def _index_questions(builder: ExampleBuilder, ep: dict[str, np.ndarray], extra: dict[str, Any],
+                     ) -> tuple[list[_Step], list[np.ndarray], list[np.ndarray]]:  # fmt: skip
+    """The grounding questions of an episode's first scene (`VimaPrompt.questions`) as indexed steps."""
+    inputs = InputBuilder(builder.cfg, builder.vocab, builder.text_len, builder.max_frames)
+    answers = {same: [*builder.vocab.encode(word), EOS_ID] for same, word in grounding.ANSWERS.items()}
+    records, tokens, targets = [], [], []
+    for example, same in builder.vima_prompt(ep, extra).questions(_observation("vima", ep, 0)):
+        records.append(_Step(example.image, tuple(example.history), None, ()))
+        tokens.append(inputs.fitted_tokens(example.text)[0])
+        targets.append(np.pad(answers[same], (0, builder.target_len - len(answers[same]))))
+    return records, tokens, targets
+
+
 def _index_episode(builder: ExampleBuilder, ep: dict[str, np.ndarray], extra: dict[str, Any], family: str,
                    ) -> tuple[list[_Step], list[np.ndarray], list[np.ndarray], int, int]:  # fmt: skip
     """`ExampleBuilder.episode`'s replay, keeping references instead of preprocessed arrays."""
@@ -173,16 +254,15 @@ def _index_episode(builder: ExampleBuilder, ep: dict[str, np.ndarray], extra: di
     inputs = InputBuilder(builder.cfg, builder.vocab, builder.text_len, builder.max_frames)
     if family == "vima":
         codec: Any = VimaActionCodec(builder.vocab)
-        prompt, images = vima_prompt_images(str(ep["task"][0]), _prompt_assets(extra), builder.view,
-                                            builder.prompt_crop)
-        history.reset(images)
+        prompt = builder.vima_prompt(ep, extra)
+        history.reset(prompt.images)
     else:
         codec = DiscreteActionCodec(builder.vocab)
     records, tokens, targets, shortened, truncated = [], [], [], 0, 0
     for t in range(len(ep["action"])):
         obs = _observation(family, ep, t)
         if family == "vima":
-            example = vima_example(prompt, obs, history, builder.template, builder.view)
+            example = vima_example(prompt.at(obs), obs, history, builder.template, builder.view)
         else:
             example = pointnav_example(obs, history, codec.action_space_text(), builder.template,
                                        list(history.audio))  # fmt: skip
@@ -223,6 +303,11 @@ class _FrameCache:
         return hit
 
 
+# of a grounded tabletop dataset's draws, its grounding questions: what takes longest to learn
+# (docs/tabletop_learning.md); copying the named positions into the action is learnt in a few hundred steps
+GROUNDING_SHARE = 0.8
+
+
 class TrainingData:
     """Weighted mixture of recorded datasets -> deterministic batches (`batch_at(position)`).
 
@@ -231,7 +316,14 @@ class TrainingData:
 
     def __init__(self, paths: Sequence[str], builder: ExampleBuilder, batch_size: int, *, seed: int = 0,
                  weights: Sequence[float] | None = None, skip_bad_episodes: bool = False,
-                 frame_cache_mb: float = 2048):  # fmt: skip
+                 frame_cache_mb: float = 2048, grounding_share: float = GROUNDING_SHARE,
+                 tabletop_first: int = 0):  # fmt: skip
+        """`grounding_share` (with `builder.ground_objects`): the share of a tabletop dataset's draws that
+        are its grounding questions, the rest its steps. `tabletop_first`: the first batches draw only
+        from the tabletop datasets (their steps and questions): with PointNav mixed in from the start the
+        grounding question stayed at chance (docs/tabletop_learning.md, fourth session)."""
+        if not 0 <= grounding_share < 1:
+            raise DatasetError(f"grounding_share must be in [0, 1), got {grounding_share}")
         if not paths:
             raise DatasetError("no dataset given")
         self.builder, self.batch_size, self.seed = builder, batch_size, seed
@@ -241,8 +333,19 @@ class TrainingData:
         if w.shape != (len(paths),) or (w < 0).any() or w.sum() <= 0:
             raise DatasetError(f"weights {list(w)} must be one non-negative number per dataset, not all zero")
         self.weights = w / w.sum()
+        self.tabletop_first = tabletop_first
         self.families = [_family(d.features) for d in self.datasets]
+        self._questions: dict[int, _IndexedDataset] = {}
         self.indexed = [self._index(k, skip_bad_episodes) for k in range(len(self.datasets))]
+        if builder.ground_objects:  # each tabletop dataset's questions: a source of their own
+            for k, questions in self._questions.items():
+                self.indexed.append(questions)
+                self.paths.append(f"{paths[k]}#grounding")
+                share = self.weights[k] * grounding_share
+                self.weights = np.append(self.weights, share)
+                self.weights[k] -= share
+        # which sources (entries of `indexed`) are tabletop steps or grounding questions
+        self.tabletop_sources = np.array([f == "vima" for f in self.families] + [True] * len(self._questions))
         keys = {ix.input_keys for ix in self.indexed}
         if len(keys) > 1:
             raise DatasetError(
@@ -256,6 +359,7 @@ class TrainingData:
     def _index(self, k: int, skip_bad_episodes: bool) -> _IndexedDataset:
         d, path, family = self.datasets[k], self.paths[k], self.families[k]
         steps, records, tokens, targets, shortened, truncated = [], [], [], [], 0, 0
+        questions: list[list] = [[], [], [], []]  # steps, records, tokens, targets
         for e in range(d.num_episodes):
             try:
                 length = int(d.episode_row(e)["length"])
@@ -266,6 +370,11 @@ class TrainingData:
                 log.warning("skipping episode %d of %s: %s", e, path, err)
                 continue
             r, tok, tgt, s, c = _index_episode(self.builder, ep, extra, family)
+            if self.builder.ground_objects and family == "vima":
+                q = _index_questions(self.builder, ep, extra)
+                questions[0] += [(e, 0)] * len(q[0])
+                for part, new in zip(questions[1:], q, strict=True):
+                    part += new
             steps += [(e, t) for t in range(length)]
             records += r
             tokens += tok
@@ -282,6 +391,12 @@ class TrainingData:
         keys = frozenset({"text", "image", "image_mask", "image_history", "image_history_mask"}
                          | ({"audio", "audio_mask", "audio_history", "audio_history_mask"}
                             if records[0].audio is not None else set()))  # fmt: skip
+        if self.builder.ground_objects and family == "vima" and questions[0]:
+            self._questions[k] = _IndexedDataset(questions[0], questions[1], np.stack(questions[2]),
+                                                 np.stack(questions[3]).astype(np.int32), keys)  # fmt: skip
+        elif self.builder.ground_objects and family == "vima":  # e.g. prompts that show whole scenes
+            log.warning("%s: no grounding questions (no prompt object of the assets' obj_info is in a scene)",
+                        path)  # fmt: skip
         return _IndexedDataset(steps, records, np.stack(tokens), np.stack(targets).astype(np.int32), keys,
                                shortened, truncated)  # fmt: skip
 
@@ -341,9 +456,13 @@ class TrainingData:
 
     def batch_at(self, position: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, position])
+        weights = self.weights
+        if position < self.tabletop_first and self.tabletop_sources.any():
+            weights = np.where(self.tabletop_sources, weights, 0.0)
+            weights = weights / weights.sum()
         rows = []
         for _ in range(self.batch_size):
-            k = int(rng.choice(len(self.datasets), p=self.weights))
+            k = int(rng.choice(len(self.indexed), p=weights))
             rows.append(self.example(k, int(rng.integers(len(self.indexed[k].steps)))))
         batch = {key: np.stack([r[0][key] for r in rows]) for key in rows[0][0]}
         batch["targets/text"] = np.stack([r[1] for r in rows])

@@ -130,7 +130,7 @@ def column_to_numpy(column: pa.ChunkedArray | pa.Array, feature: dict[str, Any])
     shape = tuple(feature["shape"])
     if feature["dtype"] == "image":
         images = [decode_png(b) for b in column.field("bytes").to_pylist()]
-        return np.stack(images) if images else np.zeros((0, *shape), np.uint8)
+        return np.stack(images).reshape(-1, *shape) if images else np.zeros((0, *shape), np.uint8)
     values = column
     while pa.types.is_fixed_size_list(values.type) or pa.types.is_list(values.type):
         values = values.flatten()

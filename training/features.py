@@ -64,6 +64,10 @@ def features_for(
         for view, box in obs["rgb"].spaces.items():
             c, h, w = box.shape
             out[f"observation.images.{view}"] = _feature("image", (h, w, c), IMAGE_NAMES)
+        segm = obs.get("segm")
+        if isinstance(segm, spaces.Dict):  # body ids per pixel: what finds the scene's objects
+            for view, box in segm.spaces.items():
+                out[f"observation.segm.{view}"] = _feature("image", (*box.shape[:2], 1), IMAGE_NAMES)
         if "ee" in obs:
             out["observation.ee"] = _feature("int64", (1,), ["ee"])
     else:
@@ -146,6 +150,8 @@ def frame_from(
     if isinstance(rgb, dict):
         for view, chw in rgb.items():
             frame[f"observation.images.{view}"] = np.ascontiguousarray(np.asarray(chw).transpose(1, 2, 0))
+        for view, segm in (obs.get("segm") or {}).items():
+            frame[f"observation.segm.{view}"] = np.asarray(segm, np.uint8)[..., None]
         if "ee" in obs:
             frame["observation.ee"] = np.asarray([int(obs["ee"])], np.int64)
     else:

@@ -89,3 +89,19 @@ def location_error(model: Any, batches: Iterable[dict[str, np.ndarray]]) -> dict
     if not trues:
         return {"location_examples": 0}
     return summarize(np.concatenate(trues), np.concatenate(preds))
+
+
+@nnx.jit
+def _first_answers(model: Any, batch: dict[str, jax.Array]) -> jax.Array:
+    """[B] most likely first target token, by teacher forcing."""
+    from training.trainer import split_batch
+
+    inputs, targets, masks, _ = split_batch(batch)
+    enc = model.encode_sequence(model.embed_inputs(inputs))
+    return jnp.argmax(model.decode(enc, targets, masks)["text"][:, 0], axis=-1)
+
+
+def answer_accuracy(model: Any, batches: Iterable[dict[str, np.ndarray]]) -> float:
+    """Share of rows whose first answer token is right (the grounding questions' yes / no)."""
+    hits = [np.asarray(_first_answers(model, b)) == b["targets/text"][:, 0] for b in batches]
+    return float(np.concatenate(hits).mean()) if hits else float("nan")

@@ -8,6 +8,7 @@ i.e. tens of bins; the hard target gives no gradient towards "close"."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import jax
@@ -54,6 +55,17 @@ def modality_loss(
     m = mask.astype(jnp.float32)
     denom = jnp.maximum(m.sum(), 1.0)
     return (total * m).sum() / denom, (ce * m).sum() / denom
+
+
+def kept_positions(mask: jax.Array, share: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The flattened target positions that get logits when only `share` of them do (TrainConfig's
+    logit_share): the valid ones first, in order, then padding. Returns (indices [K], their mask [K],
+    valid tokens left out), K = ceil(share * positions)."""
+    flat = mask.reshape(-1).astype(bool)
+    k = max(1, math.ceil(share * flat.size))
+    order = jnp.argsort(~flat, stable=True)[:k]
+    kept = flat[order]
+    return order, kept, flat.sum() - kept.sum()
 
 
 def uio2_loss(

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from policies.registry import RUN_TOKENIZER, run_options
-from training.data import ExampleBuilder, TrainingData
+from training.data import GROUNDING_SHARE, ExampleBuilder, TrainingData
 from training.denoising_sources import denoising_sources
-from training.location_metrics import location_error
+from training.location_metrics import answer_accuracy, location_error
 from training.mixture import MixtureData
 from training.optimizer import OptimizerConfig
 from training.trainer import TrainConfig, Trainer
@@ -118,19 +118,28 @@ def location_token_ids() -> np.ndarray:
     return LOCATION_START + NUM_LOCATION_BINS - 1 - np.arange(NUM_LOCATION_BINS)
 
 
-def heldout_batches(paths: list[str], builder: ExampleBuilder, limit: int = 64) -> list[dict]:
-    """The first `limit` steps of each held-out dataset, indexed as training indexes them
-    (`TrainingData.example`), in batches of 16."""
+def _stacked(rows: list[tuple[dict, np.ndarray]], size: int = 16) -> list[dict]:
     batches = []
+    for i in range(0, len(rows), size):
+        chunk = rows[i : i + size]
+        batch = {k: np.stack([r[0][k] for r in chunk]) for k in chunk[0][0]}
+        batch["targets/text"] = np.stack([r[1] for r in chunk])
+        batches.append(batch)
+    return batches
+
+
+def heldout_batches(paths: list[str], builder: ExampleBuilder, limit: int = 64, questions: int = 0,
+                    ) -> list[dict] | tuple[list[dict], list[dict]]:  # fmt: skip
+    """The first `limit` steps of each held-out dataset, indexed as training indexes them
+    (`TrainingData.example`), in batches of 16; with `questions` > 0 (grounded runs) also the first
+    `questions` grounding questions of each, as a second list."""
+    batches, asked = [], []
     for path in paths:
         data = TrainingData([path], builder, 16)
-        rows = [data.example(0, i) for i in range(min(limit, data.num_steps))]
-        for i in range(0, len(rows), 16):
-            chunk = rows[i : i + 16]
-            batch = {k: np.stack([r[0][k] for r in chunk]) for k in chunk[0][0]}
-            batch["targets/text"] = np.stack([r[1] for r in chunk])
-            batches.append(batch)
-    return batches
+        batches += _stacked([data.example(0, i) for i in range(min(limit, len(data.steps[0])))])
+        if questions and len(data.indexed) > 1:
+            asked += _stacked([data.example(1, i) for i in range(min(questions, len(data.steps[1])))])
+    return (batches, asked) if questions else batches
 
 
 def train(
@@ -143,7 +152,9 @@ def train(
     dtype: str = "float32", pack: tuple[int, int] | None = None,
     view: str = "front", prompt_crop: bool = False, location_sigma: float = 0.0,
     freeze_vit: bool | None = None, heldout: list[str] | None = None, smooth_locations: bool = False,
-    grid_positions: bool = False, max_minutes: float | None = None,
+    grid_positions: bool = False, max_minutes: float | None = None, ground_objects: bool = False,
+    data_weights: list[float] | None = None, logit_share: float | None = None,
+    grounding_share: float | None = None, tabletop_first: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Train on `data`; `denoise` ({"image": 0.2, ...}) mixes in mixture-of-denoisers steps made from
     the same datasets (training/denoising_sources.py). `dtype` is the compute dtype (the master
@@ -153,8 +164,16 @@ def train(
     equally often (`TrainingData`). `heldout` (tabletop datasets) reports the location error of pick and
     place at every checkpoint in eval.jsonl (training/location_metrics.py). `freeze_vit` (None: True) keeps
     the image ViT frozen, as UIO2 does; False trains it with the rest (its features are no longer
-    cut from the gradient). Every measured run of the demo had it frozen (docs/tabletop_learning.md)."""
+    cut from the gradient). Every measured run of the demo had it frozen (docs/tabletop_learning.md).
+    `ground_objects`: tabletop prompts name their objects by table position, and the model also learns
+    the grounding question that finds them (policies/grounding.py). `data_weights`: one per dataset."""
     _check_settings(steps, batch_size, learning_rate, warmup_steps, checkpoint_every, data, dtype, pack)
+    if tabletop_first < 0:
+        raise OptionError(f"--tabletop-first must be >= 0, got {tabletop_first}")
+    if grounding_share is not None and not 0 <= grounding_share < 1:
+        raise OptionError(f"--grounding-share must be in [0, 1), got {grounding_share}")
+    if logit_share is not None and not 0 < logit_share <= 1:
+        raise OptionError(f"--logit-share must be in (0, 1], got {logit_share}")
     if max_minutes is not None and not max_minutes > 0:
         raise OptionError(f"--max-minutes must be > 0, got {max_minutes}")
     if distributed:
@@ -194,8 +213,12 @@ def train(
     if location_sigma < 0:
         raise OptionError(f"--location-sigma must be >= 0, got {location_sigma}")
     builder = ExampleBuilder(cfg, vocab, text_len=text_len, max_frames=max_frames, view=view,
-                             prompt_crop=prompt_crop)  # fmt: skip
-    dataset = TrainingData(data, builder, batch_size, seed=seed)
+                             prompt_crop=prompt_crop, ground_objects=ground_objects)  # fmt: skip
+    if data_weights is not None and len(data_weights) != len(data):
+        raise OptionError(f"--data-weights gives {len(data_weights)} weights for {len(data)} datasets")
+    dataset = TrainingData(data, builder, batch_size, seed=seed, weights=data_weights,
+                           grounding_share=GROUNDING_SHARE if grounding_share is None else grounding_share,
+                           tabletop_first=tabletop_first)  # fmt: skip
     batch_at = dataset.batch_at
     if denoise:
         sources = denoising_sources(denoise, dataset.datasets, cfg, vocab, vqgans, batch_size=batch_size,
@@ -211,25 +234,35 @@ def train(
     opt = OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps, freeze_vit=freeze_vit)
     every = checkpoint_every or max(steps // 4, 1)
     tcfg = TrainConfig(steps=steps, seed=seed, mesh=mesh, checkpoint_every=every, optimizer=opt, remat=remat,
-                       pack=pack, location_sigma=location_sigma,
+                       pack=pack, location_sigma=location_sigma, logit_share=logit_share,
                        max_seconds=None if max_minutes is None else max_minutes * 60)  # fmt: skip
     settings = {**asdict(tcfg), "batch_size": batch_size, "text_len": text_len, "max_frames": max_frames,
                 "denoise": denoise, "dtype": dtype, "view": view, "prompt_crop": prompt_crop,
                 "heldout": heldout, "smooth_locations": smooth_locations,
-                "grid_positions": grid_positions}  # fmt: skip
+                "grid_positions": grid_positions, "ground_objects": ground_objects,
+                "tabletop_first": tabletop_first,
+                "sources": dict(zip(dataset.paths, dataset.weights.tolist(), strict=True))}  # fmt: skip
     settings["prompts_over_text_len"] = dataset.text_report()  # cut the same way at evaluation
     meta = {"model": model, "data": data, "train": settings}
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     trainer = Trainer(net, tcfg, out)
     on_checkpoint = None
-    held = {path: heldout_batches([path], builder) for path in heldout or []}
+    held = {path: heldout_batches([path], builder, questions=128 if ground_objects else 0)
+            for path in heldout or []}  # fmt: skip
     if evaluate is not None or held:
 
         def on_checkpoint(t: Trainer) -> None:
             result: dict[str, Any] = {"step": t.step_count}
             if held:
                 model = t.merged_model()
-                result["location_per_dataset"] = {p: location_error(model, b) for p, b in held.items()}
+                if ground_objects:  # held-out grounding questions answered right (chance 0.5)
+                    result["grounding_accuracy_per_dataset"] = {
+                        p: answer_accuracy(model, q) for p, (_, q) in held.items() if q
+                    }
+                    held_steps = {p: b for p, (b, _) in held.items()}
+                else:
+                    held_steps = held
+                result["location_per_dataset"] = {p: location_error(model, b) for p, b in held_steps.items()}
             if evaluate is not None:
                 result.update(evaluate(t.merged_model(), t.step_count))
             with (out / "eval.jsonl").open("a") as f:
@@ -238,7 +271,8 @@ def train(
     history = trainer.fit(batch_at, progress=progress, on_checkpoint=on_checkpoint)
     # every option that shapes the inputs, so that `--model RUN_DIR` restores them (policies/registry.py)
     saved = {"text_len": text_len, "max_frames": max_frames, "view": builder.view,
-             "template": builder.template, "prompt_crop": prompt_crop}  # fmt: skip
+             "template": builder.template, "prompt_crop": prompt_crop,
+             "ground_objects": ground_objects}  # fmt: skip
     if tokenizer is not None and Path(tokenizer).resolve() != (out / RUN_TOKENIZER).resolve():
         shutil.copyfile(tokenizer, out / RUN_TOKENIZER)
     save_params(trainer.merged_model(), out, saved)

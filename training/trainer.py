@@ -28,7 +28,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from training.objective import Z_LOSS, uio2_loss
+from training.objective import Z_LOSS, kept_positions, uio2_loss
 from training.optimizer import OptimizerConfig, make_optimizer
 from training.packing import pack_inputs_counted, pack_targets
 from training.sharding import batch_sharding, make_mesh, opt_state_shardings, param_shardings, shard_batch
@@ -70,6 +70,10 @@ class TrainConfig:
     # wall-clock budget of one `fit` in seconds (None: none): checked where the step's metrics are read
     # (every `log_every` steps), it ends training there with a checkpoint, as if `steps` were reached
     max_seconds: float | None = None
+    # output logits only for this share of the target positions, the valid ones first (None: all).
+    # The vocabulary projection of every padded position was half a tiny model's step; valid tokens
+    # beyond the share are not trained on and counted in the metric `logit_cut_tokens`.
+    logit_share: float | None = None
 
 
 REMAT_MODES = ("none", "layer")
@@ -162,8 +166,17 @@ class Trainer:
             cut += valid - sum(jnp.sum(m.astype(jnp.int32)) for m in masks.values())
         else:
             enc = model.encode_sequence(model.embed_inputs(inputs), batch.get("segments/inputs"))
-        logits = model.decode(enc, targets, masks, segments or None)
+        kept = None
+        if self.cfg.logit_share is not None:
+            kept = {m: kept_positions(masks[m], self.cfg.logit_share) for m in targets}
+        logits = model.decode(enc, targets, masks, segments or None,
+                              None if kept is None else {m: k[0] for m, k in kept.items()})  # fmt: skip
+        if kept is not None:  # the targets of the positions given logits, as [1, K]
+            targets = {m: t.reshape(-1)[kept[m][0]][None] for m, t in targets.items()}
+            masks = {m: kept[m][1][None] for m in masks}
         loss, metrics = uio2_loss(logits, targets, masks, self.cfg.z_loss, self.cfg.location_sigma)
+        if kept is not None:
+            metrics["logit_cut_tokens"] = sum(k[2] for k in kept.values()).astype(jnp.float32)
         if cut is not None:  # valid tokens over the packing budgets: they were not trained on
             metrics["pack_cut_tokens"] = cut.astype(jnp.float32)
         return loss, metrics

@@ -189,11 +189,15 @@ class UIO2Model(nnx.Module):
         targets: Mapping[str, jax.Array],
         target_masks: Mapping[str, jax.Array] | None = None,
         segment_ids: Mapping[str, jax.Array] | None = None,
+        logit_positions: Mapping[str, jax.Array] | None = None,
     ) -> dict[str, jax.Array]:
         """Teacher-forced decoding of one or several target modalities -> logits per modality.
 
         `targets[m]` are the tokens to predict [B, Lm]; inputs are shifted right with BOS.
         Modalities are concatenated but cannot attend to each other (subsegment mask).
+        `logit_positions[m]` ([K] indices into the flattened [B * Lm] positions): logits of those positions
+        only, [1, K, V] (training: the output projection over the whole vocabulary is most of a
+        small model's step, and most target positions are padding).
         """
         target_masks = target_masks or {}
         segment_ids = segment_ids or {}
@@ -239,7 +243,10 @@ class UIO2Model(nnx.Module):
         hidden = self.decoder(x, rope, self_mask, enc.encoded, enc.rope, cross_mask)
         out, start = {}, 0
         for m, length in lengths:
-            out[m] = self.logits(m, hidden[:, start : start + length])
+            h = hidden[:, start : start + length]
+            if logit_positions is not None and m in logit_positions:
+                h = h.reshape(-1, h.shape[-1])[logit_positions[m]][None]
+            out[m] = self.logits(m, h)
             start += length
         return out
 
