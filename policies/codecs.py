@@ -127,11 +127,17 @@ class VimaActionCodec:
 
     # -- action -> tokens (training) --
     @staticmethod
-    def _pose_bins(position: np.ndarray, rotation: np.ndarray) -> list[int]:
+    def position_bins(position: np.ndarray) -> list[int]:
+        """Location bins of a table (x, y), normalised by the action bounds (also how grounded prompts
+        name an object's position: policies/grounding.py)."""
         lo, hi = VIMA_BOUNDS["low"], VIMA_BOUNDS["high"]
         xy = (np.asarray(position, np.float64) - lo) / (hi - lo)
+        return [_value_to_bin(xy[0]), _value_to_bin(xy[1])]
+
+    @classmethod
+    def _pose_bins(cls, position: np.ndarray, rotation: np.ndarray) -> list[int]:
         yaw_deg = math.degrees(yaw_from_quaternion(np.asarray(rotation))) % 360.0
-        return [_value_to_bin(xy[0]), _value_to_bin(xy[1]), _value_to_bin(yaw_deg / 360.0)]
+        return [*cls.position_bins(position), _value_to_bin(yaw_deg / 360.0)]
 
     def encode(self, action: dict[str, np.ndarray], step: int = 0, push: bool = False) -> list[int]:
         """The step sentence's token ids (no EOS) for a VIMA action dict."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.codecs import VIMA_BOUNDS, _value_to_bin
+from policies.codecs import VimaActionCodec
 from policies.prompting import Example, chw_to_hwc, crop_to_object
 from policies.scene_objects import SceneObject, scene_objects
 from uio2_core.vocab import PREFIXES
@@ -94,9 +94,8 @@ def top_view_objects(obs: Mapping[str, Any], robot_ids: Sequence[int] = ()) -> l
 
 def location_text(x: float, y: float) -> str:
     """A table position in the VIMA action's own location tokens: `( <x bin> <y bin> )`."""
-    lo, hi = VIMA_BOUNDS["low"], VIMA_BOUNDS["high"]
-    bins = [_value_to_bin((v - lo[k]) / (hi[k] - lo[k])) for k, v in enumerate((x, y))]
-    return "( " + " ".join(f"<extra_id_{200 + b}>" for b in bins) + " )"
+    bins = VimaActionCodec.position_bins(np.array([x, y]))
+    return "( " + " ".join(f"<extra_id_{200 + b}>" for b in bins) + " )"  # bin b is <extra_id_{200+b}>
 
 
 def located_prompt(prompt: str, positions: Mapping[str, tuple[float, float]]) -> str:

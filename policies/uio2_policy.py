@@ -155,6 +155,7 @@ class UIO2Policy:
         self.template, self.view, self.prompt_crop = template, view, prompt_crop
         self.ground_objects = ground_objects
         self.questions_asked = 0  # grounding questions scored (one per prompt object and scene object)
+        self._answers = tuple(vocab.encode(grounding.ANSWERS[same])[0] for same in (True, False))
         if not 1 <= max_frames <= model.cfg.image_history.max_frames:
             raise ValueError(
                 f"max_frames must be in 1..{model.cfg.image_history.max_frames}, got {max_frames}"
@@ -440,7 +441,7 @@ class UIO2Policy:
         """`yes` minus `no` for each grounding question (rows padded to a power of two: few compiles)."""
         n = 1 << (len(questions) - 1).bit_length()
         arrays = self.builder.collate([*questions, *[questions[-1]] * (n - len(questions))])
-        yes, no = (self.vocab.encode(grounding.ANSWERS[same])[0] for same in (True, False))
+        yes, no = self._answers
         static, state = split_model_static(self.model)
         batch = {k: jnp.asarray(v) for k, v in arrays.items()}
         self.questions_asked += len(questions)

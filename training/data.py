@@ -100,7 +100,7 @@ class VimaPrompt:
 
     def __init__(self, prompt: str, assets: dict[str, Any], meta_info: dict[str, Any],
                  builder: ExampleBuilder):  # fmt: skip
-        self.prompt, self.assets, self.meta_info, self.builder = prompt, assets, meta_info, builder
+        self.prompt, self.assets, self.builder = prompt, assets, builder
         self.objects: list[grounding.PromptObject] = []
         if builder.ground_objects:
             self.objects = grounding.prompt_objects(prompt, assets, builder.view, builder.prompt_crop)
@@ -234,27 +234,27 @@ class _IndexedDataset:
     truncated: int = 0  # prompts cut at text_len (the instruction itself too long)
 
 
-def _index_questions(builder: ExampleBuilder, ep: dict[str, np.ndarray], extra: dict[str, Any],
+def _index_questions(builder: ExampleBuilder, prompt: VimaPrompt, ep: dict[str, np.ndarray],
                      ) -> tuple[list[_Step], list[np.ndarray], list[np.ndarray]]:  # fmt: skip
     """The grounding questions of an episode's first scene (`VimaPrompt.questions`) as indexed steps."""
     inputs = InputBuilder(builder.cfg, builder.vocab, builder.text_len, builder.max_frames)
     answers = {same: [*builder.vocab.encode(word), EOS_ID] for same, word in grounding.ANSWERS.items()}
     records, tokens, targets = [], [], []
-    for example, same in builder.vima_prompt(ep, extra).questions(_observation("vima", ep, 0)):
+    for example, same in prompt.questions(_observation("vima", ep, 0)):
         records.append(_Step(example.image, tuple(example.history), None, ()))
         tokens.append(inputs.fitted_tokens(example.text)[0])
         targets.append(np.pad(answers[same], (0, builder.target_len - len(answers[same]))))
     return records, tokens, targets
 
 
-def _index_episode(builder: ExampleBuilder, ep: dict[str, np.ndarray], extra: dict[str, Any], family: str,
+def _index_episode(builder: ExampleBuilder, ep: dict[str, np.ndarray], prompt: VimaPrompt | None, family: str,
                    ) -> tuple[list[_Step], list[np.ndarray], list[np.ndarray], int, int]:  # fmt: skip
     """`ExampleBuilder.episode`'s replay, keeping references instead of preprocessed arrays."""
     history = EpisodeHistory(builder.max_frames)
     inputs = InputBuilder(builder.cfg, builder.vocab, builder.text_len, builder.max_frames)
     if family == "vima":
         codec: Any = VimaActionCodec(builder.vocab)
-        prompt = builder.vima_prompt(ep, extra)
+        assert prompt is not None
         history.reset(prompt.images)
     else:
         codec = DiscreteActionCodec(builder.vocab)
@@ -369,9 +369,10 @@ class TrainingData:
                     raise DatasetError(f"{path}: episode {e} cannot be read: {err}") from err
                 log.warning("skipping episode %d of %s: %s", e, path, err)
                 continue
-            r, tok, tgt, s, c = _index_episode(self.builder, ep, extra, family)
-            if self.builder.ground_objects and family == "vima":
-                q = _index_questions(self.builder, ep, extra)
+            prompt = self.builder.vima_prompt(ep, extra) if family == "vima" else None
+            r, tok, tgt, s, c = _index_episode(self.builder, ep, prompt, family)
+            if self.builder.ground_objects and prompt is not None:
+                q = _index_questions(self.builder, prompt, ep)
                 questions[0] += [(e, 0)] * len(q[0])
                 for part, new in zip(questions[1:], q, strict=True):
                     part += new
@@ -464,6 +465,11 @@ class TrainingData:
         for _ in range(self.batch_size):
             k = int(rng.choice(len(self.indexed), p=weights))
             rows.append(self.example(k, int(rng.integers(len(self.indexed[k].steps)))))
-        batch = {key: np.stack([r[0][key] for r in rows]) for key in rows[0][0]}
-        batch["targets/text"] = np.stack([r[1] for r in rows])
-        return batch
+        return stack_rows(rows)
+
+
+def stack_rows(rows: Sequence[tuple[dict[str, np.ndarray], np.ndarray]]) -> dict[str, np.ndarray]:
+    """(model arrays, target tokens) rows (`TrainingData.example`) -> one batch."""
+    batch = {key: np.stack([r[0][key] for r in rows]) for key in rows[0][0]}
+    batch["targets/text"] = np.stack([r[1] for r in rows])
+    return batch

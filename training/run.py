@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from policies.registry import RUN_TOKENIZER, run_options
-from training.data import GROUNDING_SHARE, ExampleBuilder, TrainingData
+from training.data import GROUNDING_SHARE, ExampleBuilder, TrainingData, stack_rows
 from training.denoising_sources import denoising_sources
 from training.location_metrics import answer_accuracy, location_error
 from training.mixture import MixtureData
@@ -118,28 +118,20 @@ def location_token_ids() -> np.ndarray:
     return LOCATION_START + NUM_LOCATION_BINS - 1 - np.arange(NUM_LOCATION_BINS)
 
 
-def _stacked(rows: list[tuple[dict, np.ndarray]], size: int = 16) -> list[dict]:
-    batches = []
-    for i in range(0, len(rows), size):
-        chunk = rows[i : i + size]
-        batch = {k: np.stack([r[0][k] for r in chunk]) for k in chunk[0][0]}
-        batch["targets/text"] = np.stack([r[1] for r in chunk])
-        batches.append(batch)
-    return batches
-
-
-def heldout_batches(paths: list[str], builder: ExampleBuilder, limit: int = 64, questions: int = 0,
-                    ) -> list[dict] | tuple[list[dict], list[dict]]:  # fmt: skip
+def heldout_batches(paths: list[str], builder: ExampleBuilder, limit: int = 64, questions: bool = False,
+                    ) -> list[dict]:  # fmt: skip
     """The first `limit` steps of each held-out dataset, indexed as training indexes them
-    (`TrainingData.example`), in batches of 16; with `questions` > 0 (grounded runs) also the first
-    `questions` grounding questions of each, as a second list."""
-    batches, asked = [], []
+    (`TrainingData.example`), in batches of 16; `questions`: its first `limit` grounding questions instead
+    (grounded runs; none where the data has none)."""
+    batches = []
     for path in paths:
         data = TrainingData([path], builder, 16)
-        batches += _stacked([data.example(0, i) for i in range(min(limit, len(data.steps[0])))])
-        if questions and len(data.indexed) > 1:
-            asked += _stacked([data.example(1, i) for i in range(min(questions, len(data.steps[1])))])
-    return (batches, asked) if questions else batches
+        source = 1 if questions else 0  # a grounded dataset's questions are its second source
+        if source >= len(data.indexed):
+            continue
+        rows = [data.example(source, i) for i in range(min(limit, len(data.steps[source])))]
+        batches += [stack_rows(rows[i : i + 16]) for i in range(0, len(rows), 16)]
+    return batches
 
 
 def train(
@@ -247,22 +239,19 @@ def train(
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     trainer = Trainer(net, tcfg, out)
     on_checkpoint = None
-    held = {path: heldout_batches([path], builder, questions=128 if ground_objects else 0)
-            for path in heldout or []}  # fmt: skip
+    held = {path: heldout_batches([path], builder) for path in heldout or []}
+    asked = {path: heldout_batches([path], builder, 128, questions=True) for path in heldout or []
+             if ground_objects}  # fmt: skip
     if evaluate is not None or held:
 
         def on_checkpoint(t: Trainer) -> None:
             result: dict[str, Any] = {"step": t.step_count}
             if held:
                 model = t.merged_model()
-                if ground_objects:  # held-out grounding questions answered right (chance 0.5)
-                    result["grounding_accuracy_per_dataset"] = {
-                        p: answer_accuracy(model, q) for p, (_, q) in held.items() if q
-                    }
-                    held_steps = {p: b for p, (b, _) in held.items()}
-                else:
-                    held_steps = held
-                result["location_per_dataset"] = {p: location_error(model, b) for p, b in held_steps.items()}
+                if asked:  # held-out grounding questions answered right (chance 0.5)
+                    result["grounding_accuracy_per_dataset"] = {p: answer_accuracy(model, q)
+                                                                for p, q in asked.items() if q}  # fmt: skip
+                result["location_per_dataset"] = {p: location_error(model, b) for p, b in held.items()}
             if evaluate is not None:
                 result.update(evaluate(t.merged_model(), t.step_count))
             with (out / "eval.jsonl").open("a") as f:
