@@ -2,6 +2,7 @@
 
     python benchmarks/bench_agent.py --model tiny
     python benchmarks/bench_agent.py --model large --layers 2 --repeats 3
+    python benchmarks/bench_agent.py --model tiny --envs pointnav-audio
 
 Per env and batch size, timed interleaved in one run (a shared machine's load hits all alike), in
 steady state (history full, one new frame per row per step):
@@ -10,11 +11,13 @@ steady state (history full, one new frame per row per step):
   tokenised, every history frame preprocessed and encoded, the model split again at every step);
   `before`: the per-episode caches (prompt ids, history latents), images preprocessed on the host
   in numpy (`device_preprocessing=False`); `after`: the caches, images resized, padded and
-  normalised in compiled code (`prepare_frames`; the host stacks uint8 frames);
+  normalised in compiled code (`prepare_frames`; the host stacks uint8 frames); with audio (pointnav-audio)
+  also `after_no_audio_cache`: `after` with `cache_audio=False` (every audio-history clip's spectrogram
+  and latents computed again at every step, as before the audio cache; `audio_cache` sets them side by side);
 - `bare_ms`: the jitted model calls the cached policy's step makes, on the step's inputs already
-  preprocessed and on the device: the new frames' latents (`decoding._history_latents`) and encode +
-  the same constrained decode (`decoding._generate`) with the kept latents; `bare_frames_ms`: the
-  model call with the whole history as frames (what a caller without caches runs);
+  preprocessed and on the device: the new frames' (clips') latents (`decoding._history_latents`) and
+  encode + the same constrained decode (`decoding._generate`) with the kept latents; `bare_frames_ms`:
+  the model call with the whole history as frames and clips (what a caller without caches runs);
   `bare_step_ms`: the `after` policy's own compiled step (`act_step`: preprocessing, new latents,
   encode, decode in one call) on its arguments already on the device, so `after_over_bare_step` is
   the host's share of an act;
@@ -47,39 +50,52 @@ from uio2_core.vocab import tiny_vocabulary
 
 def _bare_calls(policy: UIO2Policy, obs: list):
     """The model calls of the policy's next step, inputs prepared on the device (not timed): with
-    the history as kept latents plus the new frames' latents, and with the history as frames."""
+    the history as kept latents plus the new items' latents, and with the history as frames (clips)."""
     cfg = policy.model.cfg
     examples = [policy._example(r, o) for r, o in zip(policy.rows, obs, strict=True)]
-    new = [
-        image
-        for r in policy.rows
-        for image, kept in zip(r.history.history_images(), r.history.history_latents(), strict=True)
-        if kept is None
-    ]
-    missing = [[x is None for x in r.history.history_latents()] for r in policy.rows]
+    new, missing = {}, {}
+    for key in policy.kept_histories:
+        audio = key == "audio_history"
+        histories = [r.history for r in policy.rows]
+        new[key] = [
+            item
+            for h in histories
+            for item, kept in zip(h.history_items(audio), h.history_latents(audio), strict=True)
+            if kept is None
+        ]
+        missing[key] = [[x is None for x in h.history_latents(audio)] for h in histories]
     grammar, max_len = policy._grammar()
     dcfg = DecodeConfig(**{**policy.decode_cfg.__dict__, "max_new_tokens": max_len})
     rng = jax.random.key(0)
     fused_args = jax.device_put(policy.step_arguments(examples, dcfg, rng, grammar)[2:7])
     batch = policy.model_inputs(examples)
-    batch["image_history_latents"], batch["image_history_latents_mask"] = policy._history_latents()
-    for row, gaps in zip(policy.rows, missing, strict=True):  # the policy's own act computes these
-        for slot in (s for s, gap in enumerate(gaps) if gap):
-            row.history.set_latent(slot, None)
-    frames = None
-    if new:
-        n = 1 << (len(new) - 1).bit_length()
-        stack = np.zeros((n, *new[0].shape), np.uint8)
-        stack[: len(new)] = new
-        frames = prepare_frames(stack, cfg.image_history_size, cfg.image_vit.patch_size)
-    full = {k: v for k, v in batch.items() if not k.startswith("image_history")}
+    batch.update(policy._latent_inputs())
+    for key, rows in missing.items():  # the policy's own act computes these
+        for row, gaps in zip(policy.rows, rows, strict=True):
+            for slot in (s for s, gap in enumerate(gaps) if gap):
+                row.history.set_latent(slot, None, key == "audio_history")
+    inputs = []  # the new items prepared: (frames or spectrograms, patch masks, audio)
+    for key, items in new.items():
+        if items:
+            n = 1 << (len(items) - 1).bit_length()
+            if key == "audio_history":
+                clips = policy._host_inputs(key, items + [None] * (n - len(items)))  # padding: silence
+                inputs.append((*jax.device_put(clips), True))
+            else:
+                stack = np.zeros((n, *items[0].shape), np.uint8)
+                stack[: len(items)] = items
+                inputs.append(
+                    (*prepare_frames(stack, cfg.image_history_size, cfg.image_vit.patch_size), False)
+                )
+    full = {k: v for k, v in batch.items() if "_latents" not in k}
     plain = {k: np.asarray(v) for k, v in policy.builder.collate(examples).items()}
-    full["image_history"], full["image_history_mask"] = plain["image_history"], plain["image_history_mask"]
+    for key in policy.kept_histories:
+        full[key], full[f"{key}_mask"] = plain[key], plain[f"{key}_mask"]
     static, state = decoding._split(policy.model)
     sizes = (cfg.image_input_size, cfg.image_history_size, cfg.image_vit.patch_size)
 
     def step():
-        latents = None if frames is None else decoding._history_latents(static, state, *frames)
+        latents = [decoding._history_latents(static, state, *x) for x in inputs]
         return decoding._generate(static, state, batch, None, "text", dcfg, rng, grammar).tokens, latents
 
     def whole():
@@ -109,11 +125,12 @@ def measure(model: UIO2Model, env_name: str, batch: int, repeats: int, max_frame
     common = dict(max_frames=max_frames, text_len=128)
     # `after` first: numpy's OpenBLAS threads spin on after the host paths' matrix products and would
     # slow whatever runs right after them on a 2-core CPU
-    policies = {
-        "after": UIO2Policy(model, vocab, **common),
-        "before": UIO2Policy(model, vocab, **common, device_preprocessing=False),
-        "uncached": UIO2Policy(model, vocab, **common, cache_inputs=False, device_preprocessing=False),
-    }
+    policies = {"after": UIO2Policy(model, vocab, **common)}
+    audio = "audio" in obs[0]
+    if audio:
+        policies["after_no_audio_cache"] = UIO2Policy(model, vocab, **common, cache_audio=False)
+    policies["before"] = UIO2Policy(model, vocab, **common, device_preprocessing=False)
+    policies["uncached"] = UIO2Policy(model, vocab, **common, cache_inputs=False, device_preprocessing=False)
     for p in policies.values():
         p.reset_batch(specs)
     times: dict[str, list[float]] = {
@@ -150,6 +167,10 @@ def measure(model: UIO2Model, env_name: str, batch: int, repeats: int, max_frame
         for env in envs:
             env.close()
     ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    out = {}
+    if audio:
+        on, off = ms["after"], ms["after_no_audio_cache"]
+        out["audio_cache"] = {"on_act_ms": on, "off_act_ms": off, "off_over_on": off / on}
     return {
         "batch": batch,
         "act_ms": {k: ms[k] for k in policies},
@@ -164,6 +185,7 @@ def measure(model: UIO2Model, env_name: str, batch: int, repeats: int, max_frame
         "grammar_build_ms": ms["grammar"],
         "same_decoded_text": same,
         "decoded": decoded[-1][0],
+        **out,
     }
 
 
@@ -181,7 +203,7 @@ def main() -> None:
     out = {"benchmark": "agent_decision", "model": cfg.name, "device": device_name(),
            "history_frames": args.max_frames, "repeats": args.repeats}  # fmt: skip
     for env_name in args.envs:
-        kwargs = dict(width=128, height=128) if env_name == "pointnav" else {}
+        kwargs = dict(width=128, height=128) if env_name.startswith("pointnav") else {}
         out[env_name] = [
             measure(model, env_name, b, args.repeats, args.max_frames, **kwargs) for b in args.batch
         ]

@@ -57,6 +57,7 @@ class EpisodeHistory:
     # latents, computed once per episode); None until filled; leaves with its frame, reset with the episode
     prompt_latents: list = field(init=False)
     latents: deque = field(init=False)
+    audio_latents: deque = field(init=False)  # the same for each audio clip
 
     def __post_init__(self):
         self.reset([])
@@ -70,6 +71,7 @@ class EpisodeHistory:
         self.audio = deque(maxlen=self.max_frames)
         self.prompt_latents = [None] * len(self.prompt_images)
         self.latents = deque(maxlen=k)
+        self.audio_latents = deque(maxlen=self.max_frames)
 
     @property
     def past_slots(self) -> int:
@@ -83,17 +85,25 @@ class EpisodeHistory:
             self.latents.append(None)
         if audio is not None:
             self.audio.append(audio)
+            self.audio_latents.append(None)
         self.step += 1
 
     def history_images(self) -> list[np.ndarray]:
         return [*self.prompt_images, *self.frames]
 
-    def history_latents(self) -> list:
-        """What was derived from each of `history_images()`, in the same order (None: not yet)."""
-        return [*self.prompt_latents, *self.latents]
+    def history_items(self, audio: bool = False) -> list[np.ndarray]:
+        """`history_images()`, or (`audio`) the audio clips."""
+        return list(self.audio) if audio else self.history_images()
 
-    def set_latent(self, slot: int, value: Any) -> None:
-        """Keep `value` for `history_images()[slot]`."""
+    def history_latents(self, audio: bool = False) -> list:
+        """What was derived from each of `history_items(audio)`, in the same order (None: not yet)."""
+        return list(self.audio_latents) if audio else [*self.prompt_latents, *self.latents]
+
+    def set_latent(self, slot: int, value: Any, audio: bool = False) -> None:
+        """Keep `value` for `history_items(audio)[slot]`."""
+        if audio:
+            self.audio_latents[slot] = value
+            return
         n = len(self.prompt_latents)
         if slot < n:
             self.prompt_latents[slot] = value

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -174,6 +174,17 @@ def image_history_token_text(i: int) -> str:
     return f"<image_history_{i}>"
 
 
+def audio_segment(wave: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's model input: its last 4.08 s (zero-padded) as a spectrogram [256, 128, 1] + patch mask
+    [P] (zeros for no clip)."""
+    seg = np.zeros(SEGMENT_SAMPLES, np.float32)
+    if wave is not None and wave.size:
+        w = mono(wave)[-SEGMENT_SAMPLES:]
+        seg[: w.size] = w
+    pre = preprocess_audio_input(seg)
+    return pre.spectrogram, pre.mask.reshape(-1)
+
+
 def host_frames(frames: list[np.ndarray], size: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
     """The host numpy preprocessing of frames (`prepare_frames_np`'s layout): [T, size, size, 3], [T, P]."""
     pre = preprocess_history_frames(frames, size, max_frames=max(len(frames), 1), patch=patch)
@@ -255,12 +266,13 @@ class InputBuilder:
         return out
 
     def arrays(
-        self, ex: Example, tokens: np.ndarray | None = None, history: bool = True
+        self, ex: Example, tokens: np.ndarray | None = None, without: Collection[str] = ()
     ) -> dict[str, np.ndarray]:
         """The example's model arrays (images through the device preprocessing, `prepare_frames`, one
         frame a call, as training's examples). `tokens` (from `tokens`/`fitted_tokens` of its text)
-        skips tokenizing again (training tokenizes each recorded step once); `history=False` leaves out the
-        image-history frames (for a caller that gives their latents instead, `image_history_latents`)."""
+        skips tokenizing again (training tokenizes each recorded step once); `without` names histories
+        ("image_history", "audio_history") left out, for a caller that gives their latents instead
+        (`image_history_latents`, `audio_history_latents`)."""
         cfg = self.cfg
         if ex.image is None:
             raise ValueError("the UIO2 policy needs a main image in every example")
@@ -276,39 +288,33 @@ class InputBuilder:
             "image": image[0],
             "image_mask": image_mask[0],
         }
-        if history:
+        if "image_history" not in without:
             size, n = cfg.image_history_size, len(ex.history)
             images, masks = frames(ex.history, size, patch)
             out["image_history"] = np.zeros((self.max_frames, size, size, 3), np.float32)
             out["image_history_mask"] = np.zeros((self.max_frames, (size // patch) ** 2), bool)
             out["image_history"][:n], out["image_history_mask"][:n] = images, masks
         if self.with_audio:
-            out.update(self.audio_arrays(ex))
+            out.update(self.audio_arrays(ex, "audio_history" not in without))
         return out
 
     def text_ids(self, examples: list[Example]) -> np.ndarray:
         """[B, text_len] token ids of the examples (`tokens` of each)."""
         return np.stack([self.tokens(e.text, e.shorten, e.steps) for e in examples])
 
-    def audio_arrays(self, ex: Example) -> dict[str, np.ndarray]:
-        """The audio and audio-history arrays of `ex` (zeros where it has none)."""
-        def segment(wave: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-            seg = np.zeros(SEGMENT_SAMPLES, np.float32)
-            if wave is not None and wave.size:
-                w = mono(wave)[-SEGMENT_SAMPLES:]
-                seg[: w.size] = w
-            pre = preprocess_audio_input(seg)
-            return pre.spectrogram, pre.mask.reshape(-1)
-
-        spec, mask = segment(ex.audio)
-        hist = [segment(a) for a in ex.audio_history[-self.max_frames :]]
+    def audio_arrays(self, ex: Example, history: bool = True) -> dict[str, np.ndarray]:
+        """The audio and (`history`) audio-history arrays of `ex` (zeros where it has none)."""
+        spec, mask = audio_segment(ex.audio)
+        if not history:
+            return {"audio": spec, "audio_mask": mask}
+        hist = [audio_segment(a) for a in ex.audio_history[-self.max_frames :]]
         n_pad = self.max_frames - len(hist)
         h_spec = np.stack([h[0] for h in hist] + [np.zeros_like(spec)] * n_pad)
         h_mask = np.stack([h[1] for h in hist] + [np.zeros_like(mask)] * n_pad)
         return {"audio": spec, "audio_mask": mask, "audio_history": h_spec, "audio_history_mask": h_mask}
 
-    def collate(self, examples: list[Example], history: bool = True) -> dict[str, np.ndarray]:
-        rows = [self.arrays(e, history=history) for e in examples]
+    def collate(self, examples: list[Example], without: Collection[str] = ()) -> dict[str, np.ndarray]:
+        rows = [self.arrays(e, without=without) for e in examples]
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
 

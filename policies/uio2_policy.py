@@ -26,7 +26,9 @@ from policies.codecs import DiscreteActionCodec, VimaActionCodec, vima_noop_acti
 from policies.history import EpisodeHistory
 from policies.prompting import (
     InputBuilder,
+    audio_segment,
     chw_to_hwc,
+    host_frames,
     mono,
     pointnav_example,
     pointnav_text,
@@ -40,33 +42,44 @@ from uio2_core.decoding import DecodeConfig, generate, history_latents
 from uio2_core.decoding import _split as split_model_static
 from uio2_core.device_preprocessing import checked_frame, prepare_frames
 from uio2_core.model import UIO2Model
-from uio2_core.preprocessing import preprocess_history_frames
 from uio2_core.vocab import Vocabulary
 
+HISTORIES = ("image_history", "audio_history")  # the histories whose latents a policy can keep
+# what is kept for an audio clip with no valid patch (digital silence): the model masks such a clip
+# out, so nothing is computed for it
+_SILENT = "silent"
 
-def _pool_write(model, pool, frames, slots, size: int, patch: int) -> jax.Array:
-    """History frames [N, h, w, 3] (uint8) preprocessed, their perceiver latents written to
-    `pool[slots]` (out-of-range slots: padding, dropped)."""
-    latents = model.history_latents(*prepare_frames(frames, size, patch))
+
+def _pool_write(model, key: str, pool, inputs: tuple, slots, size: int, patch: int) -> jax.Array:
+    """New history items' perceiver latents written to `pool[slots]` (out-of-range slots: padding,
+    dropped). Items: uint8 frames [N, h, w, 3], preprocessed here; or (`key` "audio_history") clips'
+    spectrograms [N, 256, 128, 1] and patch masks [N, P]."""
+    if key == "audio_history":
+        latents = model.history_latents(*inputs, audio=True)
+    else:
+        latents = model.history_latents(*prepare_frames(*inputs, size, patch))
     return pool.at[slots].set(latents.astype(pool.dtype), mode="drop")
 
 
-@functools.partial(jax.jit, static_argnames=("static", "sizes"))
-def _write_latents(static, state, pool, frames, slots, sizes: tuple[int, int]) -> jax.Array:
-    return _pool_write(nnx.merge(static.graphdef, state), pool, frames, slots, *sizes)
+@functools.partial(jax.jit, static_argnames=("static", "key", "sizes"))
+def _write_latents(static, state, key: str, pool, inputs, slots, sizes: tuple[int, int]) -> jax.Array:
+    return _pool_write(nnx.merge(static.graphdef, state), key, pool, inputs, slots, *sizes)
 
 
 @functools.partial(jax.jit, static_argnames=("static", "cfg", "sizes"))
-def act_step(static, state, pool, inputs, new, where, valid, cfg, sizes, rng, constraint):
+def act_step(static, state, pools, inputs, new, where, valid, cfg, sizes, rng, constraint):
     """The policy's step in one compiled call (`UIO2Policy._fused_step`; arguments from
-    `UIO2Policy.step_arguments`) -> (`Generated`, the pool with the new frames' latents)."""
+    `UIO2Policy.step_arguments`) -> (`Generated`, the pools with the new items' latents). `pools`,
+    `new`, `where`, `valid`: one each per kept history (`HISTORIES`)."""
     size, history_size, patch = sizes
-    pool = _pool_write(nnx.merge(static.graphdef, state), pool, *new, history_size, patch)
-    batch = dict(inputs)
+    model = nnx.merge(static.graphdef, state)
+    batch, pools = dict(inputs), dict(pools)
     if "image_mask" not in batch:
         batch["image"], batch["image_mask"] = prepare_frames(batch["image"], size, patch)
-    batch["image_history_latents"], batch["image_history_latents_mask"] = pool[where], valid
-    return decoding._generate(static, state, batch, None, "text", cfg, rng, constraint), pool
+    for key in pools:
+        pools[key] = _pool_write(model, key, pools[key], *new[key], history_size, patch)
+        batch[f"{key}_latents"], batch[f"{key}_latents_mask"] = pools[key][where[key]], valid[key]
+    return decoding._generate(static, state, batch, None, "text", cfg, rng, constraint), pools
 
 
 def _same_shape(items: list) -> list[list]:
@@ -144,6 +157,9 @@ class UIO2Policy:
         view: str = "front",
         seed: int = 0,
         cache_inputs: bool = True,  # per episode: prompt token ids and history latents computed once
+        # with `cache_inputs`, audio-history clips' latents too (False: every clip's spectrogram and
+        # latents again at every step; kept to measure what the audio cache saves)
+        cache_audio: bool = True,
         prompt_crop: bool = False,  # VIMA prompt images cropped to their object (as the run trained)
         # images resized, padded and normalised in compiled code (`prepare_frames`: the host only
         # stacks uint8 frames); False: the host numpy path, kept to measure it against
@@ -162,16 +178,18 @@ class UIO2Policy:
             )
         self.max_frames = max_frames
         self.text_len = text_len
-        self.cache_inputs = cache_inputs
+        self.cache_inputs, self.cache_audio = cache_inputs, cache_audio
+        self.kept_histories: tuple[str, ...] = ()  # `HISTORIES` given as kept latents (set per batch)
         self.device_preprocessing = device_preprocessing
         self.rng = jax.random.key(seed)
         self.rows: list[_Row] = []
         # one codec per family for the policy's life, so that grammar tables are built once
         self.codecs = {"vima": VimaActionCodec(vocab), "pointnav": DiscreteActionCodec(vocab)}
         self._stacked: tuple[tuple[int, ...], TokenDFA] | None = None
-        self._no_frame: jax.Array | None = None  # latents of an empty history slot
-        self._pool: jax.Array | None = None  # kept history latents [1 + rows * max_frames, n, d]
+        self._blank: dict[str, jax.Array] = {}  # per history: the latents of an empty slot
+        self._pools: dict[str, jax.Array] = {}  # per history: kept latents [1 + rows * max_frames, n, d]
         self.frames_encoded = 0  # history frames whose latents were computed (each once per episode)
+        self.audio_clips_encoded = 0  # the same for audio-history clips
         self._rng_zero = jax.random.key(0)
         self.last_infos: list[dict[str, Any]] = []
 
@@ -198,11 +216,13 @@ class UIO2Policy:
         if len(families) > 1:
             raise ValueError(f"one batch must hold one task family, got {sorted(families)}")
         text_len = self.text_len or max(self._sized_text_len(r) for r in self.rows)
+        with_audio = "audio" in getattr(tasks[0].observation_space, "spaces", {})
         self.builder = InputBuilder(
-            self.model.cfg, self.vocab, text_len, self.max_frames,
-            with_audio="audio" in getattr(tasks[0].observation_space, "spaces", {}),
+            self.model.cfg, self.vocab, text_len, self.max_frames, with_audio=with_audio,
             cache_tokens=self.cache_inputs, host_preprocessing=not self.device_preprocessing,
         )  # fmt: skip
+        kept = HISTORIES if with_audio and self.cache_audio else HISTORIES[:1]
+        self.kept_histories = kept if self.cache_inputs else ()
 
     def _sized_text_len(self, row: _Row) -> int:
         """Tokens for this task's prompt with every history slot filled by the longest action the
@@ -258,103 +278,143 @@ class UIO2Policy:
             self._stacked = (key, TokenDFA.stack(grammars))
         return self._stacked[1], max_len
 
-    def _history_latents(self) -> tuple[jax.Array, jax.Array]:
-        """The rows' history as perceiver latents [B, T, n, d] + frame mask [B, T]. A frame's latents
-        are computed once, in the first step that sees it (all rows' new frames in one call, padded
-        to a power of two so that few shapes compile), and kept until the frame leaves the history
-        or the episode ends: with `device_preprocessing` in a slot of the policy's latents pool on
-        the device (the history keeps the slot number), else as an array in the row's history."""
+    def _history_latents(self, key: str = "image_history") -> tuple[jax.Array, jax.Array]:
+        """The rows' history (`key`: frames, or audio clips) as perceiver latents [B, T, n, d] + mask
+        [B, T]. An item's latents are computed once, in the first step that sees it (all rows' new
+        items in one call, padded to a power of two so that few shapes compile), and kept until the
+        item leaves the history or the episode ends: with `device_preprocessing` in a slot of the
+        policy's latents pool on the device (the history keeps the slot number), else as an array in
+        the row's history."""
         if self.device_preprocessing:
-            todo, where, valid = self._pool_layout()
-            self._write_frames(todo)
-            return self._pool[where], jnp.asarray(valid)
-        cfg = self.model.cfg
+            todo, where, valid = self._pool_layout(key)
+            self._write_frames(key, todo)
+            return self._pools[key][where], jnp.asarray(valid)
+        audio = key == "audio_history"
         todo = [
-            (row.history, slot, image)
+            (row.history, slot, item)
             for row in self.rows
-            for slot, (image, kept) in enumerate(
-                zip(row.history.history_images(), row.history.history_latents(), strict=True)
+            for slot, (item, kept) in enumerate(
+                zip(row.history.history_items(audio), row.history.history_latents(audio), strict=True)
             )
             if kept is None
         ]
         if todo:
-            pre = preprocess_history_frames(
-                [image for *_, image in todo], cfg.image_history_size, max_frames=len(todo),
-                patch=cfg.image_vit.patch_size,
-            )  # fmt: skip
+            x, masks = self._host_inputs(key, [item for *_, item in todo])
             n = 1 << (len(todo) - 1).bit_length()
-            frames = np.zeros((n, *pre.images.shape[1:]), np.float32)
-            masks = np.zeros((n, pre.masks[0].size), bool)
-            frames[: len(todo)], masks[: len(todo)] = pre.images, pre.masks.reshape(len(todo), -1)
-            latents = history_latents(self.model, jnp.asarray(frames), jnp.asarray(masks))
-            self.frames_encoded += len(todo)
+            x, padded = (
+                np.concatenate([a, np.zeros((n - len(todo), *a.shape[1:]), a.dtype)]) for a in (x, masks)
+            )
+            latents = history_latents(self.model, jnp.asarray(x), jnp.asarray(padded), audio=audio)
+            self._count(key, len(todo))
             for k, (history, slot, _) in enumerate(todo):
-                history.set_latent(slot, latents[k])
-        p, d = cfg.image_history, cfg.transformer.d_model
-        if self._no_frame is None or self._no_frame.dtype != cfg.compute_dtype:
-            self._no_frame = jnp.zeros((p.num_latents, d), cfg.compute_dtype)
-        kept = [r.history.history_latents() for r in self.rows]
-        flat = [row[t] if t < len(row) else self._no_frame for row in kept for t in range(self.max_frames)]
-        valid = np.array([[t < len(row) for t in range(self.max_frames)] for row in kept])
-        latents = jnp.concatenate(flat).reshape(len(kept), self.max_frames, p.num_latents, d)
-        return latents, jnp.asarray(valid)
+                history.set_latent(slot, latents[k] if masks[k].any() else _SILENT, audio)
+        blank = self._blank_latents(key)
+        kept = [r.history.history_latents(audio) for r in self.rows]
+        valid = [[t < len(row) and row[t] is not _SILENT for t in range(self.max_frames)] for row in kept]
+        flat = [
+            row[t] if ok else blank for row, oks in zip(kept, valid, strict=True) for t, ok in enumerate(oks)
+        ]
+        latents = jnp.concatenate(flat).reshape(len(kept), self.max_frames, *blank.shape)
+        return latents, jnp.asarray(np.array(valid))
 
-    def _pool_layout(self) -> tuple[list[tuple[int, np.ndarray]], np.ndarray, np.ndarray]:
-        """Gives each history frame without latents a free slot of the pool (slot 0 stays zeros, for
-        empty history slots). Returns the new frames with their slots, where [B, T] (each history
-        slot's pool slot) and valid [B, T]."""
-        cfg, rows, t = self.model.cfg, len(self.rows), self.max_frames
+    def _latent_inputs(self) -> dict[str, jax.Array]:
+        """The batch's kept histories (`kept_histories`) as `<history>_latents` and `_latents_mask`."""
+        out = {}
+        for key in self.kept_histories:
+            out[f"{key}_latents"], out[f"{key}_latents_mask"] = self._history_latents(key)
+        return out
+
+    def _host_inputs(self, key: str, items: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """History items preprocessed on the host -> model inputs [N, ...] + patch masks [N, P]."""
+        if key == "audio_history":
+            clips = [audio_segment(c) for c in items]
+            return np.stack([x for x, _ in clips]), np.stack([m for _, m in clips])
+        cfg = self.model.cfg
+        return host_frames(items, cfg.image_history_size, cfg.image_vit.patch_size)
+
+    def _blank_latents(self, key: str) -> jax.Array:
+        """The latents [n, d] of an empty `key` history slot (zeros; masked out)."""
+        cfg = self.model.cfg
+        p = cfg.audio_history if key == "audio_history" else cfg.image_history
+        blank = self._blank.get(key)
+        if blank is None or blank.dtype != cfg.compute_dtype:
+            blank = self._blank[key] = jnp.zeros((p.num_latents, cfg.transformer.d_model), cfg.compute_dtype)
+        return blank
+
+    def _count(self, key: str, n: int) -> None:
+        if key == "audio_history":
+            self.audio_clips_encoded += n
+        else:
+            self.frames_encoded += n
+
+    def _pool_layout(self, key: str = "image_history") -> tuple[list[tuple], np.ndarray, np.ndarray]:
+        """Gives each `key` history item (frame, clip) without latents a free slot of its pool (slot 0
+        stays zeros, for empty history slots and silent clips). Returns the new items as (slot,
+        *inputs) (inputs: a uint8 frame, or a clip's spectrogram and patch mask), where [B, T] (each
+        history slot's pool slot) and valid [B, T]."""
+        audio = key == "audio_history"
+        rows, t = len(self.rows), self.max_frames
         size = 1 + rows * t  # every history slot of every row, and the blank
-        if self._pool is None or self._pool.shape[0] != size:
-            p = cfg.image_history
-            self._pool = jnp.zeros((size, p.num_latents, cfg.transformer.d_model), cfg.compute_dtype)
-            for row in self.rows:  # a new pool: every frame's latents are computed again
-                for slot in range(len(row.history.history_images())):
-                    row.history.set_latent(slot, None)
-        used = {v for r in self.rows for v in r.history.history_latents() if v is not None}
+        if key not in self._pools or self._pools[key].shape[0] != size:
+            blank = self._blank_latents(key)
+            self._pools[key] = jnp.zeros((size, *blank.shape), blank.dtype)
+            for row in self.rows:  # a new pool: every item's latents are computed again
+                for slot in range(len(row.history.history_latents(audio))):
+                    row.history.set_latent(slot, None, audio)
+        used = {v for r in self.rows for v in r.history.history_latents(audio) if v is not None}
         free = (i for i in range(1, size) if i not in used)
         where, valid = np.zeros((rows, t), np.int32), np.zeros((rows, t), bool)
-        todo: list[tuple[int, np.ndarray]] = []
+        todo: list[tuple] = []
         for b, row in enumerate(self.rows):
-            images, kept = row.history.history_images(), row.history.history_latents()
-            for k, (image, slot) in enumerate(zip(images, kept, strict=True)):
+            items, kept = row.history.history_items(audio), row.history.history_latents(audio)
+            for k, (item, slot) in enumerate(zip(items, kept, strict=True)):
                 if slot is None:
-                    slot = next(free)
-                    row.history.set_latent(k, slot)
-                    todo.append((slot, checked_frame(image)))
-                where[b, k], valid[b, k] = slot, True
-        self.frames_encoded += len(todo)
+                    inputs = audio_segment(item) if audio else (checked_frame(item),)
+                    slot = _SILENT if audio and not inputs[1].any() else next(free)
+                    row.history.set_latent(k, slot, audio)
+                    self._count(key, 1)
+                    if slot is not _SILENT:
+                        todo.append((slot, *inputs))
+                if slot is not _SILENT:
+                    where[b, k], valid[b, k] = slot, True
         return todo, where, valid
 
-    def _write_frames(self, todo: list[tuple[int, np.ndarray]]) -> None:
-        """Latents of (slot, frame) pairs into the pool: frames of one size in one compiled call, padded
-        to a power of two (padding: an out-of-range slot, dropped)."""
+    def _write_frames(self, key: str, todo: list[tuple]) -> None:
+        """Latents of (slot, *inputs) items into the `key` pool: items of one shape in one compiled
+        call, padded to a power of two (padding: an out-of-range slot, dropped)."""
         for group in _same_shape(todo):
             n = 1 << (len(group) - 1).bit_length()
-            stack = np.zeros((n, *group[0][1].shape), group[0][1].dtype)
-            slots = np.full(n, self._pool.shape[0], np.int32)
-            for k, (slot, frame) in enumerate(group):
-                stack[k], slots[k] = frame, slot
-            self._write_pool(stack, slots)
+            self._write_pool(key, *self._stack_items(key, group, n, group[0][1:]))
 
-    def _write_pool(self, frames: np.ndarray, slots: np.ndarray) -> None:
+    def _stack_items(self, key: str, items: list[tuple], n: int, like: tuple) -> tuple[tuple, np.ndarray]:
+        """(slot, *inputs) items as n stacked rows (inputs shaped as `like`) and their slots; the rows
+        past the items: zeros at an out-of-range slot (dropped)."""
+        inputs = tuple(np.zeros((n, *x.shape), x.dtype) for x in like)
+        slots = np.full(n, self._pools[key].shape[0], np.int32)
+        for k, (slot, *xs) in enumerate(items):
+            slots[k] = slot
+            for stack, x in zip(inputs, xs, strict=True):
+                stack[k] = x
+        return inputs, slots
+
+    def _write_pool(self, key: str, inputs: tuple, slots: np.ndarray) -> None:
         cfg = self.model.cfg
         static, state = split_model_static(self.model)
         sizes = (cfg.image_history_size, cfg.image_vit.patch_size)
-        self._pool = _write_latents(static, state, self._pool, frames, slots, sizes)
+        self._pools[key] = _write_latents(static, state, key, self._pools[key], inputs, slots, sizes)
 
     def model_inputs(self, examples: list) -> dict[str, jax.Array]:
-        """The examples' model arrays on the device, history frames left out where their latents are
-        kept (`cache_inputs`). With `device_preprocessing` the host tokenises and stacks the uint8
+        """The examples' model arrays on the device, history frames (clips) left out where their latents
+        are kept (`kept_histories`). With `device_preprocessing` the host tokenises and stacks the uint8
         frames; resizing, padding and normalisation run compiled (`prepare_frames`)."""
         if not self.device_preprocessing:
-            arrays = self.builder.collate(examples, not self.cache_inputs)
+            arrays = self.builder.collate(examples, self.kept_histories)
             return {k: jnp.asarray(v) for k, v in arrays.items()}
         cfg, patch = self.model.cfg, self.model.cfg.image_vit.patch_size
         batch = {"text": jnp.asarray(self.builder.text_ids(examples))}
         images = [e.image for e in examples]
         batch["image"], batch["image_mask"] = _prepare(images, cfg.image_input_size, patch)
-        if not self.cache_inputs:
+        if "image_history" not in self.kept_histories:
             size, slots = cfg.image_history_size, self.max_frames
             frames = [f for e in examples for f in e.history]
             images, masks = _prepare(frames, size, patch) if frames else (None, None)
@@ -368,23 +428,23 @@ class UIO2Policy:
             masks = blank[1] if masks is None else jnp.concatenate([masks, blank[1]])
             batch["image_history"], batch["image_history_mask"] = images[where], masks[where]
         if self.builder.with_audio:
-            rows = [self.builder.audio_arrays(e) for e in examples]
+            history = "audio_history" not in self.kept_histories
+            rows = [self.builder.audio_arrays(e, history) for e in examples]
             batch.update({k: jnp.asarray(np.stack([r[k] for r in rows])) for k in rows[0]})
         return batch
 
     def _fused_step(self, examples: list, cfg: DecodeConfig, rng: jax.Array, grammar) -> jax.Array:
         """One compiled call: the main images and the new history frames preprocessed, the new frames'
-        latents written to the pool, the history gathered from it, encode and constrained decode."""
-        out, self._pool = act_step(*self.step_arguments(examples, cfg, rng, grammar))
+        (clips') latents written to the pools, the history gathered from them, encode and constrained
+        decode."""
+        out, pools = act_step(*self.step_arguments(examples, cfg, rng, grammar))
+        self._pools.update(pools)
         return out.tokens
 
     def step_arguments(self, examples: list, cfg: DecodeConfig, rng: jax.Array, grammar) -> tuple:
-        """`act_step`'s arguments for the examples (host arrays: uint8 frames, token ids, pool slots).
-        The step takes exactly one new history frame per row, of the main image's size (what a step
-        adds; padding: a blank frame whose latents are dropped), so that it compiles once; other new
-        frames (the prompt images, in an episode's first step) are written to the pool first."""
+        """`act_step`'s arguments for the examples (host arrays: uint8 frames, spectrograms, token ids,
+        pool slots), per kept history: the pool, the step's new items (`_step_items`), where, valid."""
         mcfg = self.model.cfg
-        todo, where, valid = self._pool_layout()
         inputs: dict[str, Any] = {"text": self.builder.text_ids(examples)}
         images = [checked_frame(e.image) for e in examples]
         if len({(im.shape, im.dtype) for im in images}) == 1:
@@ -392,23 +452,33 @@ class UIO2Policy:
         else:
             size, patch = mcfg.image_input_size, mcfg.image_vit.patch_size
             inputs["image"], inputs["image_mask"] = _prepare(images, size, patch)
-        rows = len(examples)
-        frames = np.zeros((rows, *images[0].shape), images[0].dtype)
-        slots = np.full(rows, self._pool.shape[0], np.int32)
-        taken = [
-            k for k, (_, f) in enumerate(todo) if f.shape == images[0].shape and f.dtype == images[0].dtype
-        ]
-        taken = taken[-rows:]  # the newest: the frames the step just pushed
-        for k, j in enumerate(taken):
-            slots[k], frames[k] = todo[j]
-        fused = set(taken)
-        self._write_frames([x for j, x in enumerate(todo) if j not in fused])
+        new, where, valid = {}, {}, {}
+        for key in self.kept_histories:
+            todo, where[key], valid[key] = self._pool_layout(key)
+            if key == "audio_history":
+                (at, am), cells = mcfg.audio_input_size, mcfg.encoder_max_audio_length
+                like = (np.zeros((at, am, 1), np.float32), np.zeros(cells, bool))
+            else:
+                like = (images[0],)
+            new[key] = self._step_items(key, todo, like)
         if self.builder.with_audio:
-            audio = [self.builder.audio_arrays(e) for e in examples]
+            history = "audio_history" not in self.kept_histories
+            audio = [self.builder.audio_arrays(e, history) for e in examples]
             inputs.update({k: np.stack([r[k] for r in audio]) for k in audio[0]})
         static, state = split_model_static(self.model)
         sizes = (mcfg.image_input_size, mcfg.image_history_size, mcfg.image_vit.patch_size)
-        return static, state, self._pool, inputs, (frames, slots), where, valid, cfg, sizes, rng, grammar
+        pools = {key: self._pools[key] for key in self.kept_histories}
+        return static, state, pools, inputs, new, where, valid, cfg, sizes, rng, grammar
+
+    def _step_items(self, key: str, todo: list[tuple], like: tuple) -> tuple[tuple, np.ndarray]:
+        """The new items `act_step` takes: exactly one per row, shaped as `like` (the main image, a
+        spectrogram: what a step adds; padding: zeros whose latents are dropped), so that it compiles
+        once; other new items (the prompt images, in an episode's first step) are written first."""
+        shape = [(a.shape, a.dtype) for a in like]
+        taken = [k for k, (_, *xs) in enumerate(todo) if [(x.shape, x.dtype) for x in xs] == shape]
+        taken = taken[-len(self.rows) :]  # the newest: what the step just pushed
+        self._write_frames(key, [x for j, x in enumerate(todo) if j not in set(taken)])
+        return self._stack_items(key, [todo[j] for j in taken], len(self.rows), like)
 
     def _ground(self, observations: Sequence[dict]) -> list[dict[str, list[float]] | None]:
         """For each grounded row: every prompt object asked against every scene object (all rows' questions
@@ -464,8 +534,7 @@ class UIO2Policy:
             tokens = np.asarray(self._fused_step(examples, cfg, sub, grammar))
         else:
             batch = self.model_inputs(examples)
-            if self.cache_inputs:
-                batch["image_history_latents"], batch["image_history_latents_mask"] = self._history_latents()
+            batch.update(self._latent_inputs())
             out = generate(self.model, batch, "text", cfg, rng=sub, constraint=grammar)
             tokens = np.asarray(out.tokens)
         latency = time.perf_counter() - start

@@ -74,7 +74,7 @@ def _episode(tiny_model, env_name: str, steps: int, max_frames: int, **env_kwarg
 
 def _check_inputs(model, cached, plain, obs) -> None:
     ex = [cached._example(cached.rows[0], obs)]
-    ours = {k: jnp.asarray(v) for k, v in cached.builder.collate(ex, history=False).items()}
+    ours = {k: jnp.asarray(v) for k, v in cached.builder.collate(ex, without=("image_history",)).items()}
     ours["image_history_latents"], ours["image_history_latents_mask"] = cached._history_latents()
     ex = [plain._example(plain.rows[0], obs)]
     theirs = {k: jnp.asarray(v) for k, v in plain.builder.collate(ex).items()}

@@ -14,6 +14,9 @@ A batch is a mapping of arrays (any subset of the modalities; masks optional):
     audio_mask          [B, 128]          bool patch mask
     audio_history       [B, T, 256, 128, 1]
     audio_history_mask  [B, T, 128]
+    audio_history_latents       [B, T, n, d]  float, instead of audio_history: each clip's perceiver
+                                              latents, as image_history_latents
+    audio_history_latents_mask  [B, T]        bool, which clips are real
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 
 from uio2_core.config import UIO2Config
 
-MODALITY_KEYS = ("text", "image", "image_history", "image_history_latents", "audio", "audio_history")
+MODALITY_KEYS = ("text", "image", "image_history", "image_history_latents", "audio", "audio_history",
+                 "audio_history_latents")  # fmt: skip
 MASK_KEYS = tuple(f"{k}_mask" for k in MODALITY_KEYS[1:])
 
 
@@ -34,7 +38,7 @@ class InputError(ValueError):
 
 def expected_shapes(cfg: UIO2Config) -> dict[str, tuple[str | int, ...]]:
     s, h = cfg.image_input_size, cfg.image_history_size
-    nl, d = cfg.image_history.num_latents, cfg.transformer.d_model
+    nl, nla, d = cfg.image_history.num_latents, cfg.audio_history.num_latents, cfg.transformer.d_model
     g, gh = cfg.image_grid, cfg.image_history_grid
     at, am = cfg.audio_input_size
     na = cfg.encoder_max_audio_length
@@ -50,6 +54,8 @@ def expected_shapes(cfg: UIO2Config) -> dict[str, tuple[str | int, ...]]:
         "audio_mask": ("B", na),
         "audio_history": ("B", "Ta", at, am, 1),
         "audio_history_mask": ("B", "Ta", na),
+        "audio_history_latents": ("B", "Ta", nla, d),
+        "audio_history_latents_mask": ("B", "Ta"),
     }
 
 
@@ -69,12 +75,14 @@ def check_inputs(cfg: UIO2Config, batch: Mapping[str, object]) -> int:
     for mk in MASK_KEYS:
         if mk in batch and mk[: -len("_mask")] not in batch:
             raise InputError(f"{mk!r} given without {mk[: -len('_mask')]!r}")
-    if "image_history" in batch and "image_history_latents" in batch:
-        raise InputError("give either 'image_history' (frames) or 'image_history_latents', not both")
+    for key, what in (("image_history", "frames"), ("audio_history", "clips")):
+        if key in batch and f"{key}_latents" in batch:
+            raise InputError(f"give either {key!r} ({what}) or '{key}_latents', not both")
     for key, pcfg in (
         ("image_history", cfg.image_history),
         ("image_history_latents", cfg.image_history),
         ("audio_history", cfg.audio_history),
+        ("audio_history_latents", cfg.audio_history),
     ):
         if key in batch and len(batch[key].shape) > 1 and batch[key].shape[1] > pcfg.max_frames:
             raise InputError(

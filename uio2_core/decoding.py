@@ -104,16 +104,23 @@ def forget_split(model: UIO2Model) -> None:
     _SPLITS.pop(id(model), None)
 
 
-@functools.partial(jax.jit, static_argnames=("static",))
-def _history_latents(static, state, frames, masks):
-    return nnx.merge(static.graphdef, state).history_latents(frames, masks)
+@functools.partial(jax.jit, static_argnames=("static", "audio"))
+def _history_latents(static, state, frames, masks, audio: bool = False):
+    return nnx.merge(static.graphdef, state).history_latents(frames, masks, audio=audio)
 
 
-def history_latents(model: UIO2Model, frames, masks) -> jax.Array:
+def history_latents(model: UIO2Model, frames, masks, *, audio: bool = False) -> jax.Array:
     """Image-history frames [N, s, s, 3] + patch masks [N, P] -> latents [N, n, d] (compiled; an
-    agent computes a frame's latents once, when the frame enters its history)."""
+    agent computes a frame's latents once, when the frame enters its history). `audio`: clips, as
+    `audio_history_latents`."""
     static, state = _split(model)
-    return _history_latents(static, state, frames, masks)
+    return _history_latents(static, state, frames, masks, audio)
+
+
+def audio_history_latents(model: UIO2Model, spectrograms, masks) -> jax.Array:
+    """Audio-history clips [N, 256, 128, 1] (`preprocess_audio_input`) + patch masks [N, P] ->
+    latents [N, n, d], the `audio_history_latents` input (compiled; computed once per clip)."""
+    return history_latents(model, spectrograms, masks, audio=True)
 
 
 class Generated(NamedTuple):

@@ -109,11 +109,11 @@ class UIO2Model(nnx.Module):
         emb = self.input_embedders
         parts: list[InputSequence] = []
         for m in INPUT_MODALITIES:
-            if m == "image_history" and "image_history_latents" in batch:
-                latents, valid = batch["image_history_latents"], batch.get("image_history_latents_mask")
+            if f"{m}_latents" in batch:  # a history given as its frames' (clips') latents
+                latents, valid = batch[f"{m}_latents"], batch.get(f"{m}_latents_mask")
                 if valid is None:
                     valid = jnp.ones(latents.shape[:2], bool)
-                parts.append(emb.image_history.from_latents(jnp.asarray(latents), valid))
+                parts.append(getattr(emb, m).from_latents(jnp.asarray(latents), valid))
                 continue
             if m not in batch:
                 continue
@@ -130,10 +130,15 @@ class UIO2Model(nnx.Module):
                 parts.append(emb.audio_history(x, mask, emb.audio.vit))
         return concat_sequences(parts)
 
-    def history_latents(self, frames: jax.Array, patch_mask: jax.Array | None = None) -> jax.Array:
+    def history_latents(
+        self, frames: jax.Array, patch_mask: jax.Array | None = None, *, audio: bool = False
+    ) -> jax.Array:
         """Image-history frames [N, s, s, 3] (+ patch masks [N, P]) -> their latents [N, n, d], the
-        `image_history_latents` input (a frame's latents depend on that frame alone)."""
+        `image_history_latents` input (a frame's latents depend on that frame alone); `audio`:
+        audio-history clips [N, 256, 128, 1] (+ [N, P]) -> `audio_history_latents`."""
         emb = self.input_embedders
+        if audio:
+            return emb.audio_history.frame_latents(frames, patch_mask, emb.audio.vit)
         return emb.image_history.frame_latents(frames, patch_mask, emb.image.vit)
 
     def encode_sequence(self, seq: InputSequence, segment_ids: jax.Array | None = None) -> Encoded:
