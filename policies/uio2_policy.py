@@ -57,7 +57,7 @@ def _write_latents(static, state, pool, frames, slots, sizes: tuple[int, int]) -
 
 
 @functools.partial(jax.jit, static_argnames=("static", "cfg", "sizes"))
-def act_step(static, state, pool, inputs, new, where, valid, cfg, sizes, rng, constraint):
+def act_step(static, state, pool, inputs, new, where, valid, cfg, sizes, rng, constraint, weights):
     """The policy's step in one compiled call (`UIO2Policy._fused_step`; arguments from
     `UIO2Policy.step_arguments`) -> (`Generated`, the pool with the new frames' latents)."""
     size, history_size, patch = sizes
@@ -66,7 +66,7 @@ def act_step(static, state, pool, inputs, new, where, valid, cfg, sizes, rng, co
     if "image_mask" not in batch:
         batch["image"], batch["image_mask"] = prepare_frames(batch["image"], size, patch)
     batch["image_history_latents"], batch["image_history_latents_mask"] = pool[where], valid
-    return decoding._generate(static, state, batch, None, "text", cfg, rng, constraint), pool
+    return decoding._generate(static, state, batch, None, "text", cfg, rng, constraint, weights), pool
 
 
 def _same_shape(items: list) -> list[list]:
@@ -408,7 +408,9 @@ class UIO2Policy:
             inputs.update({k: np.stack([r[k] for r in audio]) for k in audio[0]})
         static, state = split_model_static(self.model)
         sizes = (mcfg.image_input_size, mcfg.image_history_size, mcfg.image_vit.patch_size)
-        return static, state, self._pool, inputs, (frames, slots), where, valid, cfg, sizes, rng, grammar
+        weights = decoding.step_weights(self.model, "text", cfg.packs())
+        new = (frames, slots)
+        return static, state, self._pool, inputs, new, where, valid, cfg, sizes, rng, grammar, weights
 
     def _ground(self, observations: Sequence[dict]) -> list[dict[str, list[float]] | None]:
         """For each grounded row: every prompt object asked against every scene object (all rows' questions
