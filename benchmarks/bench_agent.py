@@ -93,16 +93,18 @@ def _bare_calls(policy: UIO2Policy, obs: list):
         full[key], full[f"{key}_mask"] = plain[key], plain[f"{key}_mask"]
     static, state = decoding._split(policy.model)
     sizes = (cfg.image_input_size, cfg.image_history_size, cfg.image_vit.patch_size)
+    weights = decoding.step_weights(policy.model, "text", dcfg.packs())  # as the policy packs them
 
     def step():
         latents = [decoding._history_latents(static, state, *x) for x in inputs]
-        return decoding._generate(static, state, batch, None, "text", dcfg, rng, grammar).tokens, latents
+        out = decoding._generate(static, state, batch, None, "text", dcfg, rng, grammar, weights)
+        return out.tokens, latents
 
     def whole():
-        return decoding._generate(static, state, full, None, "text", dcfg, rng, grammar).tokens
+        return decoding._generate(static, state, full, None, "text", dcfg, rng, grammar, weights).tokens
 
     def fused():
-        return act_step(static, state, *fused_args, dcfg, sizes, rng, grammar)[0].tokens
+        return act_step(static, state, *fused_args, dcfg, sizes, rng, grammar, weights)[0].tokens
 
     return step, whole, fused
 

@@ -7,12 +7,15 @@ memory-bandwidth floor per token, and one VIMA action before/after the host-side
 Prints one JSON object. Per-token time is the compiled greedy loop's time divided by its tokens.
 "prefill_ms_attention_as_before": the same prefill with the attention dots' operands laid out as
 before (heads in the middle, layers.ATTENTION_HEADS_FIRST = False), timed in the same rounds. The
-floor is the bytes one decode step must read (decoder weights, the tied text embedding, the
-cross-attention keys/values) over the read bandwidth a probe measures in the same run. "vima_action"
+floor is the bytes one decode step must read (decoder weights but the cross-attention key/value
+kernels, the tied text embedding, the cached cross-attention keys/values) over the read bandwidth a
+probe measures in the same run. "ms_per_token" decodes with the step weights packed as the default
+for this backend (`decoding.step_weights`: on CPU transposed, q|k|v and wi_0|wi_1 merged);
+"ms_per_token_unpacked" with the kernels as they are (as before), in the same rounds. "vima_action"
 times one action under the VIMA grammar: "before" = a split per call, one call per token for the
 old decode length (grammar states + 1, run to the end); "after" = cached split, jump-forward,
-stop at EOS. "beam_search": beams before (k-fold copies of the encoder output and cross K/V) and
-after (shared by a row's beams).
+stop at EOS, packed weights ("after_unpacked": without). "beam_search": beams before (k-fold
+copies of the encoder output and cross K/V) and after (shared by a row's beams).
 """
 
 import argparse
@@ -94,8 +97,10 @@ def vima_action(model, batch, repeats: int, names: list[str]) -> dict:
     old_len = int((np.asarray(codec.grammar(0).transitions) >= 0).any(axis=1).sum()) + 1
     cached = _with_history_latents(model, batch)
     variants = {
-        "before": (False, DecodeConfig(old_len, jump_forward=0, stop_at_eos=False), batch),
+        "before": (False, DecodeConfig(old_len, jump_forward=0, stop_at_eos=False, packed_weights=False),
+                   batch),
         "after": (True, DecodeConfig(codec.grammar_length(0)), batch),
+        "after_unpacked": (True, DecodeConfig(codec.grammar_length(0), packed_weights=False), batch),
     }
     if cached is not None:
         variants["after_cached_history"] = (True, DecodeConfig(codec.grammar_length(0)), cached)
@@ -162,7 +167,7 @@ def main() -> None:
     p.add_argument("--no-recompute", action="store_true", help="leave out the recomputed cross-K/V loop")
     p.add_argument(
         "--vima",
-        default="before,after,after_cached_history",
+        default="before,after,after_unpacked,after_cached_history",
         help="VIMA-action variants to time (comma-separated; empty: none)",
     )
     args = p.parse_args()
@@ -194,11 +199,12 @@ def main() -> None:
 
     def make_decode(recompute_cross_kv: bool):
         """The cached greedy loop; optionally recomputing the cross-attention keys/values at every
-        step, as the official PyTorch port does, to measure what caching them saves."""
+        step, as the official PyTorch port does, to measure what caching them saves. `weights`: the
+        step weights packed (`decoding.step_weights`), or None for the kernels as they are."""
 
         @jax.jit
-        def decode(state, enc, cache):
-            m = nnx.merge(graphdef, state)
+        def decode(state, weights, enc, cache):
+            m = decoding.use_step_weights(nnx.merge(graphdef, state), weights, "text")
 
             def body(i, carry):
                 tok, cache = carry
@@ -228,21 +234,29 @@ def main() -> None:
     del enc_before
     # decode loops, each with the cache its prefill made: "cache_as_before" keeps keys/values
     # [B, L, H, D] (transformer.CACHE_LAYOUT_FOR_DOT = False), which XLA transposes every step
-    loops = {"decode": (make_decode(False), cache)}
+    packed = DecodeConfig().packs()
+    blocks = decoding.step_weights(model, "text", packed)
+    loops = {"decode": (make_decode(False), cache, blocks), "unpacked": (make_decode(False), cache, None)}
     as_before = [{k: jnp.transpose(v, (0, 3, 1, 2)) for k, v in c.items()} for c in cache]
     transformer.CACHE_LAYOUT_FOR_DOT = False
     try:
-        loops["cache_as_before"] = (make_decode(False), as_before)
-        jax.block_until_ready(loops["cache_as_before"][0](state, enc, as_before))  # traced with it
+        loops["cache_as_before"] = (make_decode(False), as_before, blocks)
+        jax.block_until_ready(loops["cache_as_before"][0](state, blocks, enc, as_before))  # traced with it
     finally:
         transformer.CACHE_LAYOUT_FOR_DOT = True
     if not args.no_recompute:
-        loops["recompute"] = (make_decode(True), cache)
-    for f, c in loops.values():
-        jax.block_until_ready(f(state, enc, c))
+        loops["recompute"] = (make_decode(True), cache, blocks)
+    first = {k: np.asarray(jax.block_until_ready(f(state, w, enc, c))[0]) for k, (f, c, w) in loops.items()}
     params = sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
+    # what a step must read: the decoder's parameters less the cross-attention key/value kernels (their
+    # products are the cached cross K/V), the tied text embedding, the cross K/V
+    cross_kernels = [
+        (layer.encoder_decoder_attention.key.kernel[...], layer.encoder_decoder_attention.value.kernel[...])
+        for layer in model.decoder.layers()
+    ]
     step_bytes = (
         _nbytes(nnx.state(model.decoder, nnx.Param))
+        - _nbytes(cross_kernels)
         + _nbytes(model.token_embedder("text").embedding[...])
         + _nbytes([(c["cross_k"], c["cross_v"]) for c in cache])
     )
@@ -254,8 +268,8 @@ def main() -> None:
         times["prefill"].append(median_seconds(lambda: prefill(state, batch), 1))
         times["prefill_as_before"].append(median_seconds(lambda: prefill_as_before(state, batch), 1))
         times["bandwidth"].append(read_bandwidth_gbs(step_bytes, 1))
-        for name, (f, c) in loops.items():
-            times[name].append(median_seconds(lambda f=f, c=c: f(state, enc, c), 1))
+        for name, (f, c, w) in loops.items():
+            times[name].append(median_seconds(lambda f=f, c=c, w=w: f(state, w, enc, c), 1))
     med = {k: float(np.median(v)) for k, v in times.items()}
     peak, prefill_s, gbs, decode_s = med["peak"], med["prefill"], med["bandwidth"], med["decode"]
     floor_ms = 1000 * step_bytes / (gbs * 1e9)
@@ -271,6 +285,10 @@ def main() -> None:
         "prefill_max_abs_diff_attention_as_before": prefill_max_diff,
         "ms_per_token": 1000 * decode_s / n,
         "tokens_per_s": args.batch * n / decode_s,
+        "packed_weights": packed, "ms_per_token_unpacked": 1000 * med["unpacked"] / n,
+        "speedup_from_packed_weights": med["unpacked"] / decode_s,
+        "same_tokens_unpacked": bool((first["decode"] == first["unpacked"]).all()),
+        "ms_per_token_over_floor_unpacked": 1000 * med["unpacked"] / n / floor_ms,
         "ms_per_token_cache_as_before": 1000 * med["cache_as_before"] / n,
         "speedup_from_cache_layout": med["cache_as_before"] / decode_s,
         "bytes_read_per_token": step_bytes, "read_bandwidth_gb_s": gbs, "floor_ms_per_token": floor_ms,

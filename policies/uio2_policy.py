@@ -67,7 +67,7 @@ def _write_latents(static, state, key: str, pool, inputs, slots, sizes: tuple[in
 
 
 @functools.partial(jax.jit, static_argnames=("static", "cfg", "sizes"))
-def act_step(static, state, pools, inputs, new, where, valid, cfg, sizes, rng, constraint):
+def act_step(static, state, pools, inputs, new, where, valid, cfg, sizes, rng, constraint, weights):
     """The policy's step in one compiled call (`UIO2Policy._fused_step`; arguments from
     `UIO2Policy.step_arguments`) -> (`Generated`, the pools with the new items' latents). `pools`,
     `new`, `where`, `valid`: one each per kept history (`HISTORIES`)."""
@@ -79,7 +79,7 @@ def act_step(static, state, pools, inputs, new, where, valid, cfg, sizes, rng, c
     for key in pools:
         pools[key] = _pool_write(model, key, pools[key], *new[key], history_size, patch)
         batch[f"{key}_latents"], batch[f"{key}_latents_mask"] = pools[key][where[key]], valid[key]
-    return decoding._generate(static, state, batch, None, "text", cfg, rng, constraint), pools
+    return decoding._generate(static, state, batch, None, "text", cfg, rng, constraint, weights), pools
 
 
 def _same_shape(items: list) -> list[list]:
@@ -468,7 +468,8 @@ class UIO2Policy:
         static, state = split_model_static(self.model)
         sizes = (mcfg.image_input_size, mcfg.image_history_size, mcfg.image_vit.patch_size)
         pools = {key: self._pools[key] for key in self.kept_histories}
-        return static, state, pools, inputs, new, where, valid, cfg, sizes, rng, grammar
+        weights = decoding.step_weights(self.model, "text", cfg.packs())
+        return static, state, pools, inputs, new, where, valid, cfg, sizes, rng, grammar, weights
 
     def _step_items(self, key: str, todo: list[tuple], like: tuple) -> tuple[tuple, np.ndarray]:
         """The new items `act_step` takes: exactly one per row, shaped as `like` (the main image, a

@@ -2,6 +2,7 @@
 built once per step kind, jump-forward decoding over forced grammar runs."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -235,3 +236,61 @@ def test_a_decode_step_reads_the_cross_keys_and_values_in_place(tiny_model):
         jax.clear_caches()
     np.testing.assert_array_equal(np.asarray(new.tokens), np.asarray(old.tokens))
     np.testing.assert_allclose(np.asarray(new.log_prob), np.asarray(old.log_prob), rtol=1e-5)
+
+
+def _step_logits(model, batch, weights, steps: int = 3):
+    """Logits of `steps` cached decode steps (feeding token 5 each time), with `weights` packed or None."""
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def run(state, weights, batch):
+        m = decoding.use_step_weights(nnx.merge(graphdef, state), weights, "text")
+        enc = m.encode(batch)
+        cache, out = m.init_cache(enc, "text", steps), []
+        for i in range(steps):
+            logits, cache = m.decode_step(enc, "text", jnp.full((2,), 5, jnp.int32), jnp.int32(i), cache)
+            out.append(logits)
+        return jnp.stack(out, 1)
+
+    return np.asarray(run(state, weights, batch))
+
+
+def test_packed_step_weights_give_the_same_logits_and_tokens(tiny_model, tiny_batch):
+    packed = decoding.step_weights(tiny_model, "text", True)
+    assert decoding.step_weights(tiny_model, "text", False) is None
+    assert packed.layers[0]["self_attention.qkv"].shape == (3 * 64, 64)  # q|k|v, transposed [out, in]
+    plain, fast = _step_logits(tiny_model, tiny_batch, None), _step_logits(tiny_model, tiny_batch, packed)
+    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-5)
+    assert np.abs(plain).max() > 1.0  # not a vacuous comparison
+    from policies.codecs import VimaActionCodec
+    from uio2_core.vocab import tiny_vocabulary
+
+    codec = VimaActionCodec(tiny_vocabulary())
+    grammar = TokenDFA.stack([codec.grammar(0)] * 2)
+    for cfg, kw in (
+        (DecodeConfig(codec.grammar_length(0)), {"constraint": grammar}),  # jump-forward, 8-position calls
+        (DecodeConfig(6, method="beam", num_beams=3), {}),
+        (DecodeConfig(6, method="sample", temperature=5.0), {"rng": jax.random.key(3)}),
+    ):
+        a = generate(tiny_model, tiny_batch, "text", cfg, **kw)
+        b = generate(
+            tiny_model, tiny_batch, "text", DecodeConfig(**{**cfg.__dict__, "packed_weights": False}), **kw
+        )
+        np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+        np.testing.assert_allclose(np.asarray(a.log_prob), np.asarray(b.log_prob), rtol=1e-5, atol=1e-4)
+
+
+def test_packed_weights_are_made_once_and_again_after_a_parameter_update(tiny_cfg, tiny_batch):
+    from uio2_core.model import build_model
+
+    model = build_model(tiny_cfg, seed=2, with_vqgan=False)  # mutated below: not the shared fixture
+    first = decoding.step_weights(model, "text", True)
+    assert decoding.step_weights(model, "text", True) is first  # kept, not packed per call
+    kernel = model.decoder.layers_0.mlp.wi_1.kernel
+    nnx.update(model, nnx.State({"decoder": {"layers_0": {"mlp": {"wi_1": {"kernel": 3 * kernel[...]}}}}}))
+    again = decoding.step_weights(model, "text", True)
+    assert again is not first
+    np.testing.assert_allclose(
+        _step_logits(model, tiny_batch, again), _step_logits(model, tiny_batch, None), rtol=1e-5, atol=1e-5
+    )
+    assert not np.allclose(_step_logits(model, tiny_batch, first), _step_logits(model, tiny_batch, again))

@@ -173,6 +173,26 @@ def test_cached_greedy_decoding(ours, io):
     _close(ours["greedy_step_logits"], out["greedy_step_logits"], "cached decode step logits")
 
 
+def test_cached_greedy_decoding_with_packed_step_weights(model, batch, io):
+    """The decode step as it runs on CPU by default (`decoding.step_weights`: transposed, q|k|v and
+    wi_0|wi_1 packed) against the port's own greedy decoding."""
+    from uio2_core import decoding
+
+    _, out = io
+    graphdef, state = nnx.split(model)
+    weights = decoding.step_weights(model, "text", True)
+    steps = out["greedy_tokens"].shape[1]
+
+    @jax.jit
+    def run(state, weights, batch):
+        m = decoding.use_step_weights(nnx.merge(graphdef, state), weights, "text")
+        return _greedy_from(m, m.encode(batch), steps)
+
+    tokens, logits = jax.tree.map(np.asarray, run(state, weights, batch))
+    np.testing.assert_array_equal(tokens, out["greedy_tokens"])
+    _close(logits, out["greedy_step_logits"], "cached decode step logits, packed weights")
+
+
 def test_export_equals_the_ports_state_dict(model, port_state, tmp_path):
     hf.export_hf(model, tmp_path / "out")
     ours = torch.load(tmp_path / "out" / hf.BIN_FILE, map_location="cpu", weights_only=True)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from uio2_core.constraints import TokenDFA, gather_state
+from uio2_core.layers import PackedDense
 from uio2_core.model import Encoded, UIO2Model
 
 EOS_ID = 1
@@ -42,6 +43,10 @@ class DecodeConfig:
     # beam search: the beams of a row share its encoder output and cross keys/values (False: k copies
     # of each, reordered with the cache at every step, as before; kept for before/after measurements)
     beam_share_encoder: bool = True
+    # the decoder's step weights packed for one-row products (`step_weights`: kernels transposed, q|k|v
+    # and wi_0|wi_1 each one kernel; a copy kept per model), which XLA's CPU backend reads faster.
+    # None: on a CPU backend; False: the kernels as they are (no copy)
+    packed_weights: bool | None = None
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -52,6 +57,10 @@ class DecodeConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def packs(self) -> bool:
+        """`packed_weights`, with None resolved for the backend that runs the decode."""
+        return jax.default_backend() == "cpu" if self.packed_weights is None else self.packed_weights
 
 
 _SPLITS: dict[int, tuple] = {}
@@ -121,6 +130,81 @@ def audio_history_latents(model: UIO2Model, spectrograms, masks) -> jax.Array:
     """Audio-history clips [N, 256, 128, 1] (`preprocess_audio_input`) + patch masks [N, P] ->
     latents [N, n, d], the `audio_history_latents` input (compiled; computed once per clip)."""
     return history_latents(model, spectrograms, masks, audio=True)
+
+
+# a decode step's linears packed (the cross-attention keys/values come from the cache): packed name ->
+# the kernels concatenated on their outputs, in order
+STEP_PACKS = {
+    "self_attention.qkv": ("self_attention.query", "self_attention.key", "self_attention.value"),
+    "self_attention.out": ("self_attention.out",),
+    "encoder_decoder_attention.query": ("encoder_decoder_attention.query",),
+    "encoder_decoder_attention.out": ("encoder_decoder_attention.out",),
+    "mlp.wi": ("mlp.wi_0", "mlp.wi_1"),
+    "mlp.wo": ("mlp.wo",),
+}
+
+
+class StepWeights(NamedTuple):
+    """A decode step's weights packed, in the compute dtype: per decoder layer {`STEP_PACKS` name: kernel
+    [outputs, inputs]}, and the generated modality's output embedding transposed [d, V]. A copy of the
+    decoder's step weights (large in float32: about 1.5 GB), made once per model."""
+
+    layers: tuple[dict[str, jax.Array], ...]
+    logits_t: jax.Array
+
+
+_STEP_WEIGHTS: dict[int, tuple] = {}
+
+
+def _path(module, path: str):
+    for name in path.split("."):
+        module = getattr(module, name)
+    return module
+
+
+def step_weights(model: UIO2Model, modality: str, packed: bool) -> StepWeights | None:
+    """The model's decode-step weights packed (None where `packed` is False). Kept per model and packed
+    again when a kernel changes (an optimizer step or a checkpoint load replaces its array)."""
+    if not packed:
+        return None
+    layers = model.decoder.layers()
+    sources = [_path(layer, p).kernel[...] for layer in layers for ps in STEP_PACKS.values() for p in ps]
+    sources.append(model.token_embedder(modality).embedding[...])
+    hit = _STEP_WEIGHTS.get(id(model))
+    if (
+        hit is not None
+        and hit[0]() is model
+        and hit[1] == modality
+        and all(a is b for a, b in zip(hit[2], sources, strict=True))
+    ):
+        return hit[3]
+    dtype, kernels, per_layer = model.cfg.compute_dtype, iter(sources), []
+    for _ in layers:
+        packs = {}
+        for name, paths in STEP_PACKS.items():
+            parts = [next(kernels) for _ in paths]
+            packs[name] = jnp.concatenate(parts, axis=1).T.astype(dtype)
+        per_layer.append(packs)
+    weights = StepWeights(tuple(per_layer), sources[-1].T.astype(dtype))
+    mid = id(model)
+    ref = weakref.ref(model, lambda _: _STEP_WEIGHTS.pop(mid, None))
+    _STEP_WEIGHTS[mid] = (ref, modality, sources, weights)
+    return weights
+
+
+def use_step_weights(model: UIO2Model, weights: StepWeights | None, modality: str) -> UIO2Model:
+    """Points a merged (traced) copy of the model at `weights`: its step linears become `PackedDense`
+    parts, its `modality` logits read the transposed table. Same outputs, up to summation order."""
+    if weights is None:
+        return model
+    for layer, packs in zip(model.decoder.layers(), weights.layers, strict=True):
+        for name, paths in STEP_PACKS.items():
+            shared: dict = {}
+            for i, path in enumerate(paths):
+                owner, attr = path.rsplit(".", 1)
+                setattr(_path(layer, owner), attr, PackedDense(packs[name], i, len(paths), shared))
+    model.logit_tables_t = {modality: weights.logits_t}
+    return model
 
 
 class Generated(NamedTuple):
@@ -387,8 +471,8 @@ def _pad_text_to(batch: Mapping[str, jax.Array], length: int) -> dict[str, jax.A
 
 
 @functools.partial(jax.jit, static_argnames=("static", "modality", "cfg"))
-def _generate(static, state, batch, negative_batch, modality, cfg, rng, constraint):
-    model = nnx.merge(static.graphdef, state)
+def _generate(static, state, batch, negative_batch, modality, cfg, rng, constraint, weights=None):
+    model = use_step_weights(nnx.merge(static.graphdef, state), weights, modality)
     b = next(iter(batch.values())).shape[0]
     if cfg.guidance_scale is not None:
         if set(batch) != set(negative_batch):
@@ -430,7 +514,8 @@ def generate(
     static, state = _split(model)
     rng = rng if rng is not None else jax.random.key(0)
     neg = dict(negative_batch) if negative_batch is not None else None
-    return _generate(static, state, dict(batch), neg, modality, cfg, rng, constraint)
+    weights = step_weights(model, modality, cfg.packs())
+    return _generate(static, state, dict(batch), neg, modality, cfg, rng, constraint, weights)
 
 
 @functools.partial(jax.jit, static_argnames=("static", "modality"))

@@ -121,6 +121,24 @@ class GeluMLP(nnx.Module):
         return self.wo(jax.nn.gelu(self.wi(x), approximate=self.approximate))
 
 
+class PackedDense:
+    """A bias-free linear over a transposed kernel [out, in] (`decoding.pack_step_weights`), optionally one
+    part of several linears packed into one kernel (`part` of `parts` equal slices of the output): the
+    parts called on the same input share one product, computed at the first call. For decode steps on
+    XLA's CPU backend, whose one-row products read a transposed, wider kernel faster (same sums)."""
+
+    def __init__(self, kernel_t: jax.Array, part: int = 0, parts: int = 1, shared: dict | None = None):
+        self.kernel_t, self.part, self.parts = kernel_t, part, parts
+        self.shared = {} if shared is None else shared  # the last input and its product, per packed kernel
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.shared.get("x") is not x:
+            y = jnp.einsum("...i,oi->...o", x.astype(self.kernel_t.dtype), self.kernel_t)
+            self.shared.update(x=x, y=y)
+        y = self.shared["y"]
+        return jnp.split(y, self.parts, axis=-1)[self.part] if self.parts > 1 else y
+
+
 def to_cache_layout(x: jax.Array) -> jax.Array:
     """Keys or values [B, L, H, D] -> [B, H, D, L], the layout decode caches keep them in."""
     return jnp.transpose(x, (0, 2, 3, 1))

@@ -181,12 +181,20 @@ class UIO2Model(nnx.Module):
         me = getattr(self.target_embedders, modality).modality_embedding[...].astype(dtype)
         return self.token_embedder(modality)(tokens).astype(dtype) + me
 
+    # {modality: the output embedding transposed, [d, V]}, set on a decoding copy of the model
+    # (`decoding.use_step_weights`): XLA's CPU backend reads it faster in a one-row product
+    logit_tables_t: dict | None = None
+
     def logits(self, modality: str, hidden: jax.Array) -> jax.Array:
         """Tied output embedding: logits = h E^T / sqrt(d), in float32."""
-        table = self.token_embedder(modality).embedding[...].astype(jnp.float32)
-        return jnp.einsum("...d,vd->...v", hidden.astype(jnp.float32), table) / math.sqrt(
-            self.cfg.transformer.d_model
-        )
+        h = hidden.astype(jnp.float32)
+        table_t = (self.logit_tables_t or {}).get(modality)
+        if table_t is not None:
+            out = jnp.einsum("...d,dv->...v", h, table_t.astype(jnp.float32))
+        else:
+            table = self.token_embedder(modality).embedding[...].astype(jnp.float32)
+            out = jnp.einsum("...d,vd->...v", h, table)
+        return out / math.sqrt(self.cfg.transformer.d_model)
 
     def decode(
         self,
