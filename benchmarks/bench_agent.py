@@ -93,7 +93,7 @@ def _bare_calls(policy: UIO2Policy, obs: list):
         full[key], full[f"{key}_mask"] = plain[key], plain[f"{key}_mask"]
     static, state = decoding._split(policy.model)
     sizes = (cfg.image_input_size, cfg.image_history_size, cfg.image_vit.patch_size)
-    weights = decoding.step_weights(policy.model, "text", dcfg.packs())  # as the policy packs them
+    weights = decoding.step_weights(policy.model, "text", dcfg.packs(policy.model))  # as the policy's
 
     def step():
         latents = [decoding._history_latents(static, state, *x) for x in inputs]

@@ -468,7 +468,7 @@ class UIO2Policy:
         static, state = split_model_static(self.model)
         sizes = (mcfg.image_input_size, mcfg.image_history_size, mcfg.image_vit.patch_size)
         pools = {key: self._pools[key] for key in self.kept_histories}
-        weights = decoding.step_weights(self.model, "text", cfg.packs())
+        weights = decoding.step_weights(self.model, "text", cfg.packs(self.model))
         return static, state, pools, inputs, new, where, valid, cfg, sizes, rng, grammar, weights
 
     def _step_items(self, key: str, todo: list[tuple], like: tuple) -> tuple[tuple, np.ndarray]:

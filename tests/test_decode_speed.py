@@ -256,8 +256,15 @@ def _step_logits(model, batch, weights, steps: int = 3):
 
 
 def test_packed_step_weights_give_the_same_logits_and_tokens(tiny_model, tiny_batch):
+    from types import SimpleNamespace
+
     packed = decoding.step_weights(tiny_model, "text", True)
     assert decoding.step_weights(tiny_model, "text", False) is None
+    width = lambda d: SimpleNamespace(cfg=SimpleNamespace(transformer=SimpleNamespace(d_model=d)))  # noqa: E731
+    assert DecodeConfig().packs(width(1024)) and not DecodeConfig().packs(width(64))  # CPU: wide models only
+    assert not DecodeConfig(packed_weights=False).packs(width(1024)) and DecodeConfig(
+        packed_weights=True
+    ).packs(width(64))
     assert packed.layers[0]["self_attention.qkv"].shape == (3 * 64, 64)  # q|k|v, transposed [out, in]
     plain, fast = _step_logits(tiny_model, tiny_batch, None), _step_logits(tiny_model, tiny_batch, packed)
     np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-5)
@@ -272,7 +279,9 @@ def test_packed_step_weights_give_the_same_logits_and_tokens(tiny_model, tiny_ba
         (DecodeConfig(6, method="beam", num_beams=3), {}),
         (DecodeConfig(6, method="sample", temperature=5.0), {"rng": jax.random.key(3)}),
     ):
-        a = generate(tiny_model, tiny_batch, "text", cfg, **kw)
+        a = generate(
+            tiny_model, tiny_batch, "text", DecodeConfig(**{**cfg.__dict__, "packed_weights": True}), **kw
+        )
         b = generate(
             tiny_model, tiny_batch, "text", DecodeConfig(**{**cfg.__dict__, "packed_weights": False}), **kw
         )

@@ -26,6 +26,11 @@ PAD_ID = 0
 NEG = -1e9
 
 
+# packing pays from about this model width (benchmarks/decode.py on a 2-core CPU: large, 1024 wide,
+# 1.14x faster per token; tiny, 64 wide, 0.85-0.95x: its kernels are too small to gain)
+PACK_MIN_WIDTH = 512
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     max_new_tokens: int = 32
@@ -45,7 +50,7 @@ class DecodeConfig:
     beam_share_encoder: bool = True
     # the decoder's step weights packed for one-row products (`step_weights`: kernels transposed, q|k|v
     # and wi_0|wi_1 each one kernel; a copy kept per model), which XLA's CPU backend reads faster.
-    # None: on a CPU backend; False: the kernels as they are (no copy)
+    # None: on a CPU backend for models at least PACK_MIN_WIDTH wide; False: the kernels as they are
     packed_weights: bool | None = None
 
     def __post_init__(self):
@@ -58,9 +63,11 @@ class DecodeConfig:
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
-    def packs(self) -> bool:
-        """`packed_weights`, with None resolved for the backend that runs the decode."""
-        return jax.default_backend() == "cpu" if self.packed_weights is None else self.packed_weights
+    def packs(self, model: UIO2Model) -> bool:
+        """`packed_weights`, with None resolved for the model and the backend that runs the decode."""
+        if self.packed_weights is not None:
+            return self.packed_weights
+        return jax.default_backend() == "cpu" and model.cfg.transformer.d_model >= PACK_MIN_WIDTH
 
 
 _SPLITS: dict[int, tuple] = {}
@@ -514,7 +521,7 @@ def generate(
     static, state = _split(model)
     rng = rng if rng is not None else jax.random.key(0)
     neg = dict(negative_batch) if negative_batch is not None else None
-    weights = step_weights(model, modality, cfg.packs())
+    weights = step_weights(model, modality, cfg.packs(model))
     return _generate(static, state, dict(batch), neg, modality, cfg, rng, constraint, weights)
 
 
