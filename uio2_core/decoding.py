@@ -27,7 +27,7 @@ NEG = -1e9
 
 
 # packing pays from about this model width (benchmarks/decode.py on a 2-core CPU: large, 1024 wide,
-# 1.14x faster per token; tiny, 64 wide, 0.85-0.95x: its kernels are too small to gain)
+# 1.09-1.14x faster per token; tiny, 64 wide, 0.85-1.11x in three runs: nothing to gain)
 PACK_MIN_WIDTH = 512
 
 

@@ -122,7 +122,7 @@ class GeluMLP(nnx.Module):
 
 
 class PackedDense:
-    """A bias-free linear over a transposed kernel [out, in] (`decoding.pack_step_weights`), optionally one
+    """A bias-free linear over a transposed kernel [out, in] (`decoding.step_weights`), optionally one
     part of several linears packed into one kernel (`part` of `parts` equal slices of the output): the
     parts called on the same input share one product, computed at the first call. For decode steps on
     XLA's CPU backend, whose one-row products read a transposed, wider kernel faster (same sums)."""
