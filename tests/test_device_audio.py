@@ -39,3 +39,18 @@ def test_prepare_audio_matches_host() -> None:
 def test_prepare_audio_rejects_wrong_length() -> None:
     with pytest.raises(ValueError, match="segments"):
         prepare_audio(np.zeros((1, 1000), np.float32))
+
+
+def test_policy_segments_through_prepare_audio_match_audio_segment() -> None:
+    """What the policy's step does (`audio_wave` on the host, `prepare_audio` compiled) against the
+    host `audio_segment`: a short stereo clip (mono, zero-padded), a long one (last 4.08 s), none."""
+    from policies.prompting import audio_segment, audio_wave
+
+    rng = np.random.default_rng(1)
+    long = 0.2 * rng.standard_normal(AUDIO_SEGMENT_SAMPLES + 5000)
+    clips = [0.2 * rng.standard_normal((2, 3000)), long, None]  # (channels, samples), (samples,), none
+    x, m = prepare_audio(np.stack([audio_wave(c) for c in clips]))
+    for i, clip in enumerate(clips):
+        spec, mask = audio_segment(clip)
+        np.testing.assert_allclose(np.asarray(x[i]), spec, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(np.asarray(m[i]), mask)
