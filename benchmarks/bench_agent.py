@@ -18,9 +18,9 @@ steady state (history full, one new frame per row per step):
   preprocessed and on the device: the new frames' (clips') latents (`decoding._history_latents`) and
   encode + the same constrained decode (`decoding._generate`) with the kept latents; `bare_frames_ms`:
   the model call with the whole history as frames and clips (what a caller without caches runs);
-  `bare_step_ms`: the `after` policy's own compiled step (`act_step`: preprocessing, new latents,
-  encode, decode in one call) on its arguments already on the device, so `after_over_bare_step` is
-  the host's share of an act;
+  `bare_step_ms`: the `after` policy's own compiled step (`act_step`: preprocessing (images, and the
+  current audio's log-mel from its raw segment), new latents, encode, decode in one call) on its
+  arguments already on the device, so `after_over_bare_step` is the host's share of an act;
 - ratios act / bare; `grammar_build_ms`: building the step's grammar the first time a step number is
   seen (VIMA's sentence names the step; PointNav's grammar is one for all steps), outside the act
   timings (as after an eval's first episode);

@@ -21,7 +21,14 @@ import numpy as np
 from policies.history import EpisodeHistory
 from uio2_core.config import UIO2Config
 from uio2_core.device_preprocessing import prepare_frames_np
-from uio2_core.preprocessing import AUDIO_SAMPLE_RATE, preprocess_audio_input, preprocess_history_frames
+from uio2_core.preprocessing import (
+    AUDIO_FRAMES,
+    AUDIO_PATCH,
+    AUDIO_SAMPLE_RATE,
+    N_MELS,
+    preprocess_audio_input,
+    preprocess_history_frames,
+)
 from uio2_core.vocab import EOS_ID, PREFIXES, Vocabulary, image_history_token
 
 log = logging.getLogger(__name__)
@@ -174,14 +181,20 @@ def image_history_token_text(i: int) -> str:
     return f"<image_history_{i}>"
 
 
-def audio_segment(wave: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """A clip's model input: its last 4.08 s (zero-padded) as a spectrogram [256, 128, 1] + patch mask
-    [P] (zeros for no clip)."""
+def audio_wave(wave: np.ndarray | None) -> np.ndarray:
+    """A clip's raw model segment: its last 4.08 s, mono, zero-padded at the end (zeros for no clip);
+    `audio_segment` (host) and `device_audio.prepare_audio` (compiled) turn it into the input."""
     seg = np.zeros(SEGMENT_SAMPLES, np.float32)
     if wave is not None and wave.size:
         w = mono(wave)[-SEGMENT_SAMPLES:]
         seg[: w.size] = w
-    pre = preprocess_audio_input(seg)
+    return seg
+
+
+def audio_segment(wave: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's model input: its last 4.08 s (zero-padded) as a spectrogram [256, 128, 1] + patch mask
+    [P] (zeros for no clip)."""
+    pre = preprocess_audio_input(audio_wave(wave))
     return pre.spectrogram, pre.mask.reshape(-1)
 
 
@@ -307,11 +320,17 @@ class InputBuilder:
         spec, mask = audio_segment(ex.audio)
         if not history:
             return {"audio": spec, "audio_mask": mask}
+        return {"audio": spec, "audio_mask": mask, **self.audio_history_arrays(ex)}
+
+    def audio_history_arrays(self, ex: Example) -> dict[str, np.ndarray]:
+        """`ex`'s audio-history clips (host spectrograms), padded to `max_frames` slots with zeros."""
         hist = [audio_segment(a) for a in ex.audio_history[-self.max_frames :]]
         n_pad = self.max_frames - len(hist)
-        h_spec = np.stack([h[0] for h in hist] + [np.zeros_like(spec)] * n_pad)
-        h_mask = np.stack([h[1] for h in hist] + [np.zeros_like(mask)] * n_pad)
-        return {"audio": spec, "audio_mask": mask, "audio_history": h_spec, "audio_history_mask": h_mask}
+        spec = np.zeros((AUDIO_FRAMES, N_MELS, 1), np.float32)
+        mask = np.zeros((AUDIO_FRAMES // AUDIO_PATCH) * (N_MELS // AUDIO_PATCH), bool)
+        h_spec = np.stack([h[0] for h in hist] + [spec] * n_pad)
+        h_mask = np.stack([h[1] for h in hist] + [mask] * n_pad)
+        return {"audio_history": h_spec, "audio_history_mask": h_mask}
 
     def collate(self, examples: list[Example], without: Collection[str] = ()) -> dict[str, np.ndarray]:
         rows = [self.arrays(e, without=without) for e in examples]

@@ -27,6 +27,7 @@ from policies.history import EpisodeHistory
 from policies.prompting import (
     InputBuilder,
     audio_segment,
+    audio_wave,
     chw_to_hwc,
     host_frames,
     mono,
@@ -40,6 +41,7 @@ from uio2_core import decoding
 from uio2_core.constraints import TokenDFA
 from uio2_core.decoding import DecodeConfig, generate, history_latents
 from uio2_core.decoding import _split as split_model_static
+from uio2_core.device_audio import prepare_audio
 from uio2_core.device_preprocessing import checked_frame, prepare_frames
 from uio2_core.model import UIO2Model
 from uio2_core.vocab import Vocabulary
@@ -76,6 +78,8 @@ def act_step(static, state, pools, inputs, new, where, valid, cfg, sizes, rng, c
     batch, pools = dict(inputs), dict(pools)
     if "image_mask" not in batch:
         batch["image"], batch["image_mask"] = prepare_frames(batch["image"], size, patch)
+    if "audio_wave" in batch:  # the rows' raw 4.08 s segments: the log-mel computed here
+        batch["audio"], batch["audio_mask"] = prepare_audio(batch.pop("audio_wave"))
     for key in pools:
         pools[key] = _pool_write(model, key, pools[key], *new[key], history_size, patch)
         batch[f"{key}_latents"], batch[f"{key}_latents_mask"] = pools[key][where[key]], valid[key]
@@ -428,10 +432,17 @@ class UIO2Policy:
             masks = blank[1] if masks is None else jnp.concatenate([masks, blank[1]])
             batch["image_history"], batch["image_history_mask"] = images[where], masks[where]
         if self.builder.with_audio:
-            history = "audio_history" not in self.kept_histories
-            rows = [self.builder.audio_arrays(e, history) for e in examples]
-            batch.update({k: jnp.asarray(np.stack([r[k] for r in rows])) for k in rows[0]})
+            waves = np.stack([audio_wave(e.audio) for e in examples])
+            batch["audio"], batch["audio_mask"] = prepare_audio(waves)
+            batch.update({k: jnp.asarray(v) for k, v in self._audio_history_arrays(examples).items()})
         return batch
+
+    def _audio_history_arrays(self, examples: list) -> dict[str, np.ndarray]:
+        """The audio-history clips' host spectrograms where their latents are not kept, else nothing."""
+        if "audio_history" in self.kept_histories:
+            return {}
+        rows = [self.builder.audio_history_arrays(e) for e in examples]
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
     def _fused_step(self, examples: list, cfg: DecodeConfig, rng: jax.Array, grammar) -> jax.Array:
         """One compiled call: the main images and the new history frames preprocessed, the new frames'
@@ -461,10 +472,9 @@ class UIO2Policy:
             else:
                 like = (images[0],)
             new[key] = self._step_items(key, todo, like)
-        if self.builder.with_audio:
-            history = "audio_history" not in self.kept_histories
-            audio = [self.builder.audio_arrays(e, history) for e in examples]
-            inputs.update({k: np.stack([r[k] for r in audio]) for k in audio[0]})
+        if self.builder.with_audio:  # raw segments: the spectrograms are computed in the step
+            inputs["audio_wave"] = np.stack([audio_wave(e.audio) for e in examples])
+            inputs.update(self._audio_history_arrays(examples))
         static, state = split_model_static(self.model)
         sizes = (mcfg.image_input_size, mcfg.image_history_size, mcfg.image_vit.patch_size)
         pools = {key: self._pools[key] for key in self.kept_histories}
