@@ -12,7 +12,8 @@ kernels, the tied text embedding, the cached cross-attention keys/values) over t
 probe measures in the same run. "ms_per_token" decodes as `generate` does by default; "_packed" with
 the step weights packed (`decoding.step_weights`: transposed, q|k|v and wi_0|wi_1 merged; the default
 on CPU for models at least `decoding.PACK_MIN_WIDTH` wide), "_unpacked" with the kernels as they are
-(as before), in the same rounds. "vima_action"
+(as before), in the same rounds. "per_round": the floor and matmul-peak ratios taken round by round
+(each round's decode / prefill against that round's probe; median, min, max). "vima_action"
 times one action under the VIMA grammar: "before" = a split per call, one call per token for the
 old decode length (grammar states + 1, run to the end); "after" = cached split, jump-forward,
 stop at EOS, packed weights ("after_unpacked": without). "beam_search": beams before (k-fold
@@ -276,6 +277,15 @@ def main() -> None:
     med = {k: float(np.median(v)) for k, v in times.items()}
     peak, prefill_s, gbs, decode_s = med["peak"], med["prefill"], med["bandwidth"], med["decode"]
     floor_ms = 1000 * step_bytes / (gbs * 1e9)
+    # the same ratios round by round (each round's decode against that round's probe), then the median:
+    # the probes move with the machine's state as much as the decode does
+    per_token = [d / n for d in times["decode"]]
+    floors = [step_bytes / (g * 1e9) for g in times["bandwidth"]]
+    achieved = [prefill_flops / p for p in times["prefill"]]
+    rounds = {
+        "ms_per_token_over_floor": [t / f for t, f in zip(per_token, floors, strict=True)],
+        "prefill_pct_of_matmul_peak": [100 * a / k for a, k in zip(achieved, times["peak"], strict=True)],
+    }
     result = {
         "benchmark": "decode", "model": cfg.name, "dtype": cfg.dtype, "device": device_name(),
         "params_without_vqgan": int(params), "batch": args.batch, "inputs": args.inputs,
@@ -297,6 +307,8 @@ def main() -> None:
         "speedup_from_cache_layout": med["cache_as_before"] / decode_s,
         "bytes_read_per_token": step_bytes, "read_bandwidth_gb_s": gbs, "floor_ms_per_token": floor_ms,
         "ms_per_token_over_floor": 1000 * decode_s / n / floor_ms,
+        "per_round": {k: {"median": float(np.median(v)), "min": min(v), "max": max(v)}
+                      for k, v in rounds.items()},
         "ms_per_token_over_floor_cache_as_before": 1000 * med["cache_as_before"] / n / floor_ms,
     }  # fmt: skip
     if "recompute" in med:
