@@ -129,9 +129,8 @@ def speed(cfg, repeats: int) -> dict:
 
 
 def _formatted(weights: decoding.StepWeights, fmt: str) -> decoding.StepWeights:
-    """The packed step weights as a format stores them, back in float32 (same numbers the format holds)."""
-    if fmt == "float32":
-        return weights
+    """The packed step weights as `fmt` ("bfloat16" or "int8") stores them, back in float32 (the numbers
+    the format holds)."""
     if fmt == "bfloat16":
         return jax.tree.map(lambda w: w.astype(jnp.bfloat16).astype(jnp.float32), weights)
 

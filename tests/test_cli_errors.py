@@ -18,6 +18,8 @@ RUN = "{run}"  # a saved tiny model (model.json says text_len=96, max_frames=4)
 DAMAGED = "{damaged}"  # the same with a truncated params file
 OFFICIAL = "{official}"  # a directory laid out as an official HF checkpoint (config.json + weights)
 EVAL = ["eval", "--env", "pointnav", "--episodes", "1", "--out", "{out}"]
+# a valid `uio2 train` call (the recorded data in {out}); a case adds the one wrong flag
+TRAIN = ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run"]
 
 # (kind of mistake, argv, a word the one-line message must contain)
 # fmt: off
@@ -80,26 +82,16 @@ CASES = [
     ("train --steps -1", ["train", "--data", "{out}", "--steps", "-1", "--out", "{out}/run"], "--steps"),
     ("train --data missing", ["train", "--data", "/no/such/data", "--steps", "1", "--out", "{out}/run"],
      "--data"),
-    ("train --mesh of two", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
-                             "--mesh", "1,2"], "--mesh"),
-    ("train --denoise unknown kind", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
-                                      "--denoise", "video:0.2"], "--denoise"),
-    ("train --dtype float16", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
-                               "--dtype", "float16"], "--dtype"),
-    ("train --pack of one", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
-                             "--pack", "320"], "--pack"),
-    ("train --pack odd batch", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
-                                "--pack", "320,24", "--batch-size", "3"], "--batch-size"),
-    ("train --max-minutes 0", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
-                               "--max-minutes", "0"], "--max-minutes"),
-    ("train --logit-share 0", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
-                               "--logit-share", "0"], "--logit-share"),
-    ("train --grounding-share 1", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
-                                   "--grounding-share", "1"], "--grounding-share"),
-    ("train --data-weights not numbers", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
-                                          "--data-weights", "a,b"], "--data-weights"),
-    ("train --data-weights two for one", ["train", "--data", "{out}", "--steps", "1", "--out", "{out}/run",
-                                          "--data-weights", "1,2"], "--data-weights"),
+    ("train --mesh of two", [*TRAIN, "--mesh", "1,2"], "--mesh"),
+    ("train --denoise unknown kind", [*TRAIN, "--denoise", "video:0.2"], "--denoise"),
+    ("train --dtype float16", [*TRAIN, "--dtype", "float16"], "--dtype"),
+    ("train --pack of one", [*TRAIN, "--pack", "320"], "--pack"),
+    ("train --pack odd batch", [*TRAIN, "--pack", "320,24", "--batch-size", "3"], "--batch-size"),
+    ("train --max-minutes 0", [*TRAIN, "--max-minutes", "0"], "--max-minutes"),
+    ("train --logit-share 0", [*TRAIN, "--logit-share", "0"], "--logit-share"),
+    ("train --grounding-share 1", [*TRAIN, "--grounding-share", "1"], "--grounding-share"),
+    ("train --data-weights not numbers", [*TRAIN, "--data-weights", "a,b"], "--data-weights"),
+    ("train --data-weights two for one", [*TRAIN, "--data-weights", "1,2"], "--data-weights"),
 ]
 if importlib.util.find_spec("habitat") is None:  # the install hint only shows where habitat is missing
     CASES.append(("habitat env without habitat",

@@ -24,6 +24,7 @@ from uio2_core.preprocessing import (
     LOG_CLIP_MAX,
     LOG_CLIP_MIN,
     N_FFT,
+    patch_mask,
 )
 
 _HIGHEST = jax.lax.Precision.HIGHEST  # float32 products on every backend (no TF32 on GPUs)
@@ -36,13 +37,6 @@ def _frames(y: jax.Array) -> jax.Array:
     n_frames = 1 + (y.shape[1] - N_FFT) // HOP_LENGTH
     idx = np.arange(n_frames)[:, None] * HOP_LENGTH + np.arange(N_FFT)[None, :]
     return y[:, idx] * jnp.asarray(_WINDOW, jnp.float32)
-
-
-def _patch_mask(mask: jax.Array, patch: int) -> jax.Array:
-    """`preprocessing.patch_mask` of [N, H, W] masks, flattened to [N, P]."""
-    c = patch // 2
-    m = mask[:, c::patch, c::patch]
-    return m.reshape(m.shape[0], -1)
 
 
 @jax.jit
@@ -63,4 +57,4 @@ def prepare_audio(waveforms: jax.Array) -> tuple[jax.Array, jax.Array]:
     mask = mel != 0  # digital silence
     logmel = jnp.where(mask, jnp.log(jnp.clip(mel, LOG_CLIP_MIN, LOG_CLIP_MAX)), 0.0)
     x = (logmel - AUDIO_VIT_MEAN) / AUDIO_VIT_STD
-    return x[..., None], _patch_mask(mask, AUDIO_PATCH)
+    return x[..., None], patch_mask(mask, AUDIO_PATCH).reshape(mask.shape[0], -1)

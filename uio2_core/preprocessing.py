@@ -202,9 +202,10 @@ def patch_mask(pixel_mask: np.ndarray, patch: int) -> np.ndarray:
     """Pool a [..., H, W] mask to the patch grid by nearest neighbour.
 
     TF's nearest resize (half-pixel centres) samples pixel floor((i + 0.5) * patch) = i * patch +
-    patch // 2 of each cell, so a patch counts as valid iff that pixel is.
+    patch // 2 of each cell, so a patch counts as valid iff that pixel is. Takes numpy or jax arrays
+    (the compiled audio preprocessing, `device_audio.prepare_audio`, calls it too).
     """
-    m = np.asarray(pixel_mask)
+    m = pixel_mask if hasattr(pixel_mask, "ndim") else np.asarray(pixel_mask)
     if m.ndim < 2:
         raise ValueError(f"pixel mask needs at least 2 dims, got shape {m.shape}")
     h, w = m.shape[-2:]
